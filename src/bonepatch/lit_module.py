@@ -68,7 +68,7 @@ class BonePatchModule(L.LightningModule):
                  loss_weights: dict | None = None, teacher_forcing: dict | None = None,
                  keypoint_jitter: float = 0.01, keypoint_lr_scale: float = 1.0,
                  val_boxes: str = "pred", augment: torch.nn.Module | None = None,
-                 metrics_path: str | None = None, config: dict | None = None):
+                 metrics_path: str | None = None):
         super().__init__()
         check_stage(model, stage)
         if val_boxes not in ("pred", "gt"):
@@ -80,7 +80,8 @@ class BonePatchModule(L.LightningModule):
         self.loss_weights = {k: float(v) for k, v in w.items()}
         self.teacher_forcing = {"start": 1.0, "end": 0.0, "steps": 0, **(teacher_forcing or {})}
         self.keypoint_jitter, self.keypoint_lr_scale = float(keypoint_jitter), float(keypoint_lr_scale)
-        self.metrics_path, self.config = metrics_path, config
+        self.metrics_path = metrics_path
+        self.run_config: dict | None = None  # the resolved run config, set by the driver
         self.seg_loss = SegmentationLoss()
         self.val_metrics, self.test_metrics = make_metrics(), make_metrics()
         if stage == "segment":
@@ -116,7 +117,7 @@ class BonePatchModule(L.LightningModule):
         if is_pipeline(self.model) and self.stage in ("keypoint", "joint") and w["keypoint"]:
             losses["keypoint"] = w["keypoint"] * self.model.keypoint_loss(out, batch["keypoints"])
         if self.stage != "keypoint":
-            if out.patch_logits is not None and w["patch"]:
+            if out.patch_logits is not None and w["patch"] and hasattr(self.model, "patch_targets"):
                 target = self.model.patch_targets(batch["mask"], out.boxes)  # (B*R,h,w)
                 losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
             if w["full"]:
@@ -191,4 +192,4 @@ class BonePatchModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the resolved config so ``predict.py`` needs only the checkpoint."""
-        checkpoint["bonepatch"] = {"format": 1, "version": __version__, "config": self.config}
+        checkpoint["bonepatch"] = {"format": 1, "version": __version__, "config": self.run_config}

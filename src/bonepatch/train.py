@@ -56,14 +56,14 @@ def resolve_ckpt_path(cfg: DictConfig) -> str | None:
 
 
 def _make_trainer(cfg: DictConfig, stage_dir: str) -> L.Trainer:
+    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     callbacks = []
     for name, cb in (cfg.get("callbacks") or {}).items():
-        if cb is None:
+        if cb is None or (name == "lr_monitor" and not loggers):  # it needs a logger
             continue
         if name == "model_checkpoint":
             cb = OmegaConf.merge(cb, {"dirpath": f"{cfg.paths.output_dir}/checkpoints{stage_dir}"})
         callbacks.append(instantiate(cb))
-    loggers = [instantiate(lg) for lg in (cfg.get("logger") or {}).values() if lg is not None]
     return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
 
 
@@ -81,7 +81,8 @@ def run(cfg: DictConfig) -> float | None:
         scfg = OmegaConf.merge(cfg, over)
         name = scfg.module.stage if len(stages) > 1 else ""
         resolved = OmegaConf.to_container(scfg, resolve=True)
-        module = instantiate(scfg.module, model=model, config=resolved)
+        module = instantiate(scfg.module, _partial_=True)(model=model)
+        module.run_config = resolved  # saved in every checkpoint, for predict.py
         trainer = _make_trainer(scfg, f"/{i}_{name}" if name else "")
         if scfg.get("train", True):
             log.info("stage %d/%d: %s", i + 1, len(stages), name or scfg.module.stage)

@@ -141,3 +141,45 @@ def test_cli(tmp_path):
     assert png2.exists()
     r = subprocess.run([sys.executable, "-m", "bonepatch.data.phantom"], capture_output=True, text=True)
     assert r.returncode != 0 and "--out" in r.stderr
+
+
+def test_vectorised_rasteriser_matches_per_shape_reference():
+    from bonepatch.data.phantom_body import PAINT_ORDER, Body
+    from bonepatch.data.phantom_raster import rasterise_all
+    from bonepatch.data.phantom_render import _mirror, add_focal
+    from bonepatch.data.phantom_shapes import attenuation, rasterise
+    from bonepatch.data.phantom_subject import sample_subject
+
+    cfg = PhantomConfig(truncate_prob=0.5, scoliosis_prob=0.5, child_prob=0.3)
+    for k, (view, rib) in enumerate([("anterior", "region"), ("posterior", "region"), ("anterior", "arcs")]):
+        body = Body(sample_subject(9, k, cfg), view, rib, 256).build()
+        add_focal(body)
+        if body.post:
+            _mirror(body.shapes, 256)
+        rank = {CLASS_IDS[n]: i + 1 for i, n in enumerate(PAINT_ORDER[view])}
+        act, lab = np.zeros((1024, 256), np.float32), np.zeros((1024, 256), np.uint8)
+        weights = [attenuation(s.depth, s.thick, body.post) for s in body.shapes]
+        for s, wt in sorted(zip(body.shapes, weights), key=lambda p: rank.get(p[0].label, 0)):
+            rasterise(s, act, lab, wt)
+        codes = [rank[s.label] << 4 | s.label if s.label else 0 for s in body.shapes]
+        act2, top = rasterise_all(body.shapes, weights, codes, 1024, 256, binned=True)
+        np.testing.assert_array_equal(top.reshape(1024, 256) & 15, lab)
+        ref = act.reshape(512, 2, 128, 2).sum((1, 3))
+        diff = np.abs(act2.reshape(512, 128) - ref)
+        assert diff.sum() < 1e-3 * ref.sum() and diff.max() < 0.02 * ref.max()
+
+
+def test_small_mean_poisson_sampler():
+    from scipy import stats
+
+    from bonepatch.data.phantom_render import _poisson_small
+
+    rng = np.random.default_rng(0)
+    for lam in (0.002, 0.4, 3.3, 9.99):
+        x = _poisson_small(np.full(200_000, lam, np.float32), rng).astype(int)
+        k = np.arange(x.max() + 1)
+        exp = stats.poisson.pmf(k, np.float32(lam)) * x.size
+        obs = np.bincount(x)
+        m = exp > 5
+        chi2 = ((obs[m] - exp[m]) ** 2 / exp[m]).sum()
+        assert stats.chi2.sf(chi2, max(m.sum() - 1, 1)) > 1e-3, (lam, chi2)

@@ -49,13 +49,16 @@ class Body:
     def to_px(self, pts, head: bool = False) -> np.ndarray:
         """(n, 2) body units -> (n, 2) pixels of the anterior view (mirroring comes later)."""
         s, h = self.s, self.s.height_px
-        p = np.asarray(pts, np.float64).reshape(-1, 2)
         chin = 0.13 * self.hs
-        y = np.where(p[:, 1] < 0.13, p[:, 1] * self.hs, chin + (p[:, 1] - 0.13) * (1 - chin) / 0.87)
-        x = p[:, 0] * (self.hs if head else s.breadth) * h
-        yc = (y - 0.5) * h
         c, sn = np.cos(s.rot), np.sin(s.rot)
-        return np.stack([c * x - sn * yc + s.cx_px, sn * x + c * yc + 0.5 * h + s.top_px], 1)
+        xs = (self.hs if head else s.breadth) * h
+        ky = (1 - chin) / 0.87
+        out = []
+        for x, y in np.asarray(pts, np.float64).reshape(-1, 2).tolist():  # few points: plain floats
+            y = y * self.hs if y < 0.13 else chin + (y - 0.13) * ky
+            x, yc = x * xs, (y - 0.5) * h
+            out.append((c * x - sn * yc + s.cx_px, sn * x + c * yc + 0.5 * h + s.top_px))
+        return np.array(out)
 
     def add(self, kind, pts, rad, upt, label="", site="", depth=0.5, thick=20.0, pad=0.0,
             angle=0.0, shell=0.0, head=False, soft=False) -> Shape:
@@ -64,8 +67,8 @@ class Body:
         pts = self.to_px(pts, head)
         rad = np.asarray(rad, np.float64) * scale
         if kind == "tube":
-            rad = np.broadcast_to(rad, (len(pts),))
-            upt = np.broadcast_to(np.asarray(upt, np.float64), (len(pts),))
+            rad = rad if rad.ndim else np.full(len(pts), float(rad))
+            upt = np.asarray(upt, np.float64) if np.ndim(upt) else np.full(len(pts), float(upt))
         shape = Shape(kind, pts, rad, upt, C[label] if label else 0, pad * self.s.height_px,
                       depth, thick, angle + self.s.rot, shell, site)
         (self.soft if soft else self.shapes).append(shape)
@@ -174,7 +177,7 @@ class Body:
         ribs = [s for s in self.shapes if s.label == C["rib"]]
         mid = self.to_px([0, 0.3])[0, 0]
         for sd in (-1, 1):
-            pts = np.concatenate([s.pts for s in ribs if sd * (s.pts[:, 0].mean() - mid) > 0])
+            pts = np.concatenate([s.pts for s in ribs if sd * (s.pts[:, 0].sum() / len(s.pts) - mid) > 0])
             hull = pts[ConvexHull(pts).vertices]
             self.shapes.append(Shape("poly", hull, np.zeros(1), 0.0, C["rib"],
                                      pad=float(ribs[0].rad[0]), tag=""))

@@ -9,6 +9,9 @@ Coordinates are pixels (x, y) of the final image, x right, y down; the centre of
   optionally a bright shell (calvarium, iliac crest).
 - ``poly``: a convex polygon (scapula blade, label-only rib-cage region).
 
+:func:`rasterise` draws one shape on its window; it is the readable reference of the
+vectorised :func:`phantom_raster.rasterise_all` that renders use (tests compare the two).
+
 Each shape carries a label id (0 = paints no label: unlabelled bones, organs, artefacts), a
 label padding in pixels (the label footprint is the shape grown by ``pad``: closes disc gaps and
 intercostal gaps in the label map), a depth fraction (0 = anterior skin, 1 = posterior skin)

@@ -112,6 +112,11 @@ class BonePatchModule(L.LightningModule):
 
     def _step(self, batch: dict, split: str) -> torch.Tensor:
         train = split == "train"
+        if train and self.stage == "keypoint":  # the keypoint net alone: skip crop/segment/paste
+            kp = self.model.predict_keypoints(self.model.preprocess(batch["image"]))
+            size = batch["image"].shape[-2:]
+            loss = self.model.keypoint_net.loss(kp.raw, batch["keypoints"], size)
+            return self._finish(split, {"keypoint": self.loss_weights["keypoint"] * loss}, batch)
         out = self.model(batch["image"], keypoints=self._box_keypoints(batch, train))
         w, losses = self.loss_weights, {}
         if is_pipeline(self.model) and self.stage in ("keypoint", "joint") and w["keypoint"]:
@@ -122,6 +127,18 @@ class BonePatchModule(L.LightningModule):
                 losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
             if w["full"]:
                 losses["full"] = w["full"] * self.seg_loss(out.logits, batch["mask"])
+        loss = self._finish(split, losses, batch)
+        if not train:
+            metrics = self.val_metrics if split == "val" else self.test_metrics
+            metrics["dice"].update(out.logits.argmax(1), batch["mask"])
+            if out.keypoints is not None:
+                metrics["kp"].update(out.keypoints, batch["keypoints"])
+            self._last_eval = (batch, out)
+        return loss
+
+    def _finish(self, split: str, losses: dict, batch: dict) -> torch.Tensor:
+        """Sum and log the weighted losses; stop on a non-finite training loss."""
+        train = split == "train"
         loss = sum(losses.values())
         bs = batch["image"].shape[0]
         for k, v in losses.items():
@@ -132,12 +149,6 @@ class BonePatchModule(L.LightningModule):
                 f"loss became {loss.item()} at step {self.global_step} ({ {k: v.item() for k, v in losses.items()} }); "
                 "training stopped, the last good checkpoint is kept. Lower the learning rate or "
                 "check the data.")
-        if not train:
-            metrics = self.val_metrics if split == "val" else self.test_metrics
-            metrics["dice"].update(out.logits.argmax(1), batch["mask"])
-            if out.keypoints is not None:
-                metrics["kp"].update(out.keypoints, batch["keypoints"])
-            self._last_eval = (batch, out)
         return loss
 
     def training_step(self, batch, batch_idx):

@@ -1,0 +1,56 @@
+"""benchmarks/compare.py end to end on the tiny setting (so the benchmark cannot rot)."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import compare  # noqa: E402
+import compare_report  # noqa: E402
+
+
+def test_compare_tiny_end_to_end(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "benchmarks.md").write_text("# Benchmarks\n\n## Other section\nkeep me\n")
+    compare.main(["--tiny", "--methods", "staged,single_stage", "--render-workers", "1",
+                  "--out-dir", str(tmp_path / "runs"), "--docs", str(docs)])
+
+    report = json.loads((docs / "benchmarks" / "compare_tiny.json").read_text())
+    assert set(report["methods"]) == {"staged", "single_stage"}
+    assert report["budget"]["steps"] == 6 and report["data"]["test_views"] == 4
+    for name, r in report["methods"].items():
+        for key in ("dice_mean", "params", "infer_device_b1_s", "infer_device_batched_s", "cpu_peak_rss_mb",
+                    "train_wall_s"):
+            assert isinstance(r[key], (int, float)) and math.isfinite(r[key]), (name, key, r.get(key))
+        assert 0.0 <= r["dice_mean"] <= 1.0 and r["params"] > 1e5
+    assert math.isfinite(report["methods"]["staged"]["nme"])  # keypoint metrics for the pipeline
+    assert "nme" not in report["methods"]["single_stage"]
+    assert {t["status"] for t in report["targets"]} <= {"met", "NOT met", "n/a"}
+
+    rows = list(csv.DictReader((docs / "benchmarks" / "compare_tiny.csv").open()))
+    assert [r["method"] for r in rows] == ["staged", "single_stage"]
+    assert all(0.0 <= float(r["dice_mean"]) <= 1.0 for r in rows)
+
+    for png in ("compare_tiny_dice.png", "compare_tiny_overlays.png"):
+        assert (docs / "img" / png).stat().st_size > 1000
+    md = (docs / "benchmarks.md").read_text()
+    assert "keep me" in md and md.count("<!-- compare:tiny:start -->") == 1
+    assert "| staged |" in md and "| single_stage |" in md
+
+
+def test_replace_section_keeps_other_sections(tmp_path):
+    md = tmp_path / "benchmarks.md"
+    md.write_text("intro\n<!-- compare:cpu:start -->\nold\n<!-- compare:cpu:end -->\noutro\n")
+    compare_report.replace_section(md, "cpu", "new table")
+    compare_report.replace_section(md, "gpu", "gpu table")
+    compare_report.replace_section(md, "cpu", "newer table")
+    text = md.read_text()
+    assert text.startswith("intro\n") and "outro" in text and "old" not in text and "new table" not in text
+    assert "newer table" in text and "gpu table" in text
+    assert text.count("compare:cpu:start") == 1 and text.count("compare:gpu:end") == 1

@@ -16,9 +16,10 @@ export PYTHONUNBUFFERED=1 BONEPATCH_LOG_DIR=/tmp/bonepatch_logs
 nvidia-smi > "$OUT/nvidia_smi.txt" 2>&1
 python3 -c "import torch, lightning, timm, torchmetrics, segmentation_models_pytorch, kornia, hydra, pydicom, bonepatch; \
 print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'lightning', lightning.__version__, 'timm', timm.__version__)" || exit 1
-timeout "${COMPARE_TIMEOUT:-540}" python3 benchmarks/compare.py --profile gpu --out-dir /tmp/compare_runs "$@" 2>&1 \
-  | grep -v "^\s*$" > "$OUT/compare_gpu.log"
-rc=${PIPESTATUS[0]}
+# Straight to the file (no pipe): a pipe's buffer is lost when the timeout kills the run.
+timeout "${COMPARE_TIMEOUT:-540}" python3 benchmarks/compare.py --profile gpu --out-dir /tmp/compare_runs "$@" \
+  > "$OUT/compare_gpu.log" 2>&1
+rc=$?
 tail -n 40 "$OUT/compare_gpu.log"
 for f in docs/benchmarks/compare_gpu.json docs/benchmarks/compare_gpu.csv docs/img/compare_gpu_dice.png \
          docs/img/compare_gpu_overlays.png docs/benchmarks.md; do

@@ -88,13 +88,18 @@ class KeypointPatchSegmenter(nn.Module):
         patch_size: (h, w) of every crop, a multiple of 32 for smp encoders.
         margin, min_size, min_confidence: box rules (geometry.boxes.boxes_from_keypoints).
         detach_boxes: stop gradients at the boxes (staged training).
+        box_grad_scale: factor on the gradient that flows from the boxes back into the keypoints
+            (forward unchanged). At initialisation the segmentation loss sends ~1000x the keypoint
+            loss's gradient into the keypoint net through the boxes and swamps the heatmaps, so
+            joint training from scratch scales it down (1.0 = plain joint gradient).
         restrict_classes: suppress classes a region may not predict (in the segmenter and paste).
         jitter_position, jitter_scale: random box jitter while training on given keypoints.
     """
 
     def __init__(self, keypoint_net, segmenter, preprocess=None, patches=None, patch_size=(192, 192),
                  margin: float = 0.15, min_size: float = 32.0, min_confidence: float = 0.3,
-                 detach_boxes: bool = False, restrict_classes: bool = True, jitter_position: float = 0.0,
+                 detach_boxes: bool = False, box_grad_scale: float = 1.0, restrict_classes: bool = True,
+                 jitter_position: float = 0.0,
                  jitter_scale: float = 0.0, blend_flat: float = 0.5):
         super().__init__()
         self.patches = as_patches(patches)
@@ -110,6 +115,7 @@ class KeypointPatchSegmenter(nn.Module):
         self.patch_size = (int(patch_size[0]), int(patch_size[1]))
         self.margin, self.min_size, self.min_confidence = float(margin), float(min_size), float(min_confidence)
         self.detach_boxes, self.restrict_classes = bool(detach_boxes), bool(restrict_classes)
+        self.box_grad_scale = float(box_grad_scale)
         self.jitter_position, self.jitter_scale, self.blend_flat = float(jitter_position), float(jitter_scale), float(blend_flat)
         table = torch.zeros(len(self.patches), NUM_CLASSES, dtype=torch.long)  # region, class -> target id
         for r, ids in enumerate(allowed):
@@ -127,7 +133,10 @@ class KeypointPatchSegmenter(nn.Module):
     def make_boxes(self, keypoints, confidence, image_size):
         boxes = boxes_from_keypoints(keypoints, confidence, self.patches, self.patch_size, self.margin,
                                      self.min_size, image_size=image_size, min_confidence=self.min_confidence)
-        return boxes.detach() if self.detach_boxes else boxes
+        if self.detach_boxes:
+            return boxes.detach()
+        s = self.box_grad_scale  # identity forward, gradient x s backward
+        return boxes if s == 1.0 else boxes * s + boxes.detach() * (1.0 - s)
 
     def regions(self, batch: int, device) -> torch.Tensor:
         """(B*R,) region ids, region-major per image: row b*R + r is region r."""

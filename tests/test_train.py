@@ -142,3 +142,15 @@ def test_two_process_cpu_ddp_run_completes(tmp_path):
                "trainer.max_epochs=1", *TINY)
     assert res.returncode == 0, res.stderr[-3000:]
     assert list((tmp_path / "logs").rglob("metrics_test.json"))
+
+
+def test_experiments_run_on_folder_data_too(tmp_path):
+    from bonepatch.data.phantom import PhantomConfig, write_dataset
+
+    write_dataset(tmp_path / "ds", n=6, seed=0, config=PhantomConfig(height=256, width=64, mm_per_px=9.6))
+    for experiment in ("joint", "single_stage", "staged"):
+        cfg = compose_cfg(tmp_path, [f"experiment={experiment}", "data=folder",
+                                     f"data.train_dataset.root={tmp_path / 'ds'}"])
+        dm = T.instantiate(cfg.data)
+        train = dm.datasets["train"]
+        assert len(train) >= 1 and train[0]["mask"].shape == (256, 64)

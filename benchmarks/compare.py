@@ -48,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--no-channels-last", action="store_true", help="keep NCHW on the GPU")
     p.add_argument("--out-dir", default=None, help="run folders/checkpoints (default outputs/compare_<profile>)")
     p.add_argument("--docs", default=str(lib.ROOT / "docs"), help="docs folder receiving the results")
+    p.add_argument("--name", default=None,
+                   help="name of this run's files and benchmarks.md section (default: the profile), "
+                        "e.g. cpu_steps720 for a longer budget next to the standard cpu run")
     p.add_argument("--overlay-view", type=int, default=0, help="test view index shown for every method")
     return p.parse_args(argv)
 
@@ -89,6 +92,9 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     t_start = time.perf_counter()
     profile = "tiny" if args.tiny else args.profile
+    name = args.name or profile
+    if not name.replace("_", "").replace("-", "").isalnum():
+        raise SystemExit(f"--name {name!r}: use letters, digits, '_' and '-' only (it names files)")
     prof = dict(lib.PROFILES[profile])
     if args.no_channels_last:
         prof["channels_last"] = False
@@ -107,7 +113,7 @@ def main(argv=None) -> dict:
         raise SystemExit("--profile gpu needs a CUDA GPU; use --profile cpu here")
     if prof["threads"] and device == "cpu":
         torch.set_num_threads(prof["threads"])
-    out_dir = Path(args.out_dir or lib.ROOT / "outputs" / f"compare_{profile}")
+    out_dir = Path(args.out_dir or lib.ROOT / "outputs" / f"compare_{name}")
     docs = Path(args.docs)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", ".*does not have many workers.*")
@@ -130,7 +136,7 @@ def main(argv=None) -> dict:
               f"views/s, {time.perf_counter() - t0:.0f} s", flush=True)
     cfg0 = lib.compose_method(methods[0], prof, steps, out_dir)
     report = {
-        "profile": profile, "device": device, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+        "profile": profile, "name": name, "device": device, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
         "machine": bench.machine_info(), "versions": bench.versions(), "cpu_threads": torch.get_num_threads(),
         "data": data_info,
@@ -142,10 +148,10 @@ def main(argv=None) -> dict:
     }
     report["targets"] = rep.targets(results, profile, device == "cuda")
     report["total_wall_s"] = time.perf_counter() - t_start
-    rep.write_tables(report, docs / "benchmarks" / f"compare_{profile}.json", docs / "benchmarks" / f"compare_{profile}.csv")
-    rep.dice_chart(results, docs / "img" / f"compare_{profile}_dice.png", f"Test-set Dice per class ({profile} profile)")
-    rep.overlay_montage(views, results, docs / "img" / f"compare_{profile}_overlays.png", args.overlay_view)
-    rep.replace_section(docs / "benchmarks.md", profile, rep.markdown(report, profile))
+    rep.write_tables(report, docs / "benchmarks" / f"compare_{name}.json", docs / "benchmarks" / f"compare_{name}.csv")
+    rep.dice_chart(results, docs / "img" / f"compare_{name}_dice.png", f"Test-set Dice per class ({name})")
+    rep.overlay_montage(views, results, docs / "img" / f"compare_{name}_overlays.png", args.overlay_view)
+    rep.replace_section(docs / "benchmarks.md", name, rep.markdown(report, name))
     for t in report["targets"]:
         print(f"[compare] target {t['target']}: {t['value']} -> {t['status']}", flush=True)
     print(f"[compare] done in {report['total_wall_s']:.0f} s; results in {docs}", flush=True)

@@ -108,9 +108,11 @@ def _res(phantom: dict) -> str:
     return f"{phantom['height']}x{phantom['width']}" + (f" at {mm} mm/px" if mm else " (default spacing)")
 
 
-def markdown(report: dict, profile: str) -> str:
-    res = report["methods"]
-    lines = [f"## Method comparison on the phantom (`{profile}` profile)", "",
+def markdown(report: dict, name: str) -> str:
+    """The benchmarks.md section of one run; ``name`` names its image files (default: the profile)."""
+    res, profile = report["methods"], report["profile"]
+    title = f"`{profile}` profile" + (f", run `{name}`" if name != profile else "")
+    lines = [f"## Method comparison on the phantom ({title})", "",
              f"Same phantom splits (train seed {report['data']['seeds']['train']}, {report['data']['train_views']} views; "
              f"val seed {report['data']['seeds']['val']}, {report['data']['val_views']}; test seed "
              f"{report['data']['seeds']['test']}, {report['data']['test_views']} anterior + posterior views never used "
@@ -129,8 +131,8 @@ def markdown(report: dict, profile: str) -> str:
                                         _fmt(r.get("infer_device_b1_s"), 4), _fmt(r.get("infer_device_batched_s"), 4),
                                         _fmt(r.get("infer_cpu2_b1_s"), 3), _fmt(r.get("cpu_peak_rss_mb"), 0),
                                         _fmt(r.get("gpu_peak_alloc_mb"), 0)]) + " |")
-    lines += ["", f"![per-class Dice](img/compare_{profile}_dice.png)", "",
-              f"![one test view, every method](img/compare_{profile}_overlays.png)", "",
+    lines += ["", *class_table(res), "", f"![per-class Dice](img/compare_{name}_dice.png)", "",
+              f"![one test view, every method](img/compare_{name}_overlays.png)", "",
               "| target | measured | status | note |", "|---|---|---|---|"]
     for t in report["targets"]:
         lines.append(f"| {t['target']} | {_fmt(t['value'])} | **{t['status']}** | {t['note']} |")
@@ -156,9 +158,23 @@ def markdown(report: dict, profile: str) -> str:
     return "\n".join(lines)
 
 
-def replace_section(md_path: Path, profile: str, body: str) -> None:
-    """Replace only the text between this profile's markers (appended when absent)."""
-    start, end = f"<!-- compare:{profile}:start -->", f"<!-- compare:{profile}:end -->"
+def class_table(res: dict) -> list[str]:
+    """Per-class test Dice, one row per method (markdown lines); the best value per class in bold."""
+    names = [k[5:] for k in next(iter(res.values())) if k.startswith("dice_") and k != "dice_mean"]
+    best = {c: max((r.get(f"dice_{c}") or 0.0) for r in res.values()) for c in names}
+    lines = ["| method | " + " | ".join(c.replace("_vertebrae", " v.") for c in names) + " |",
+             "|---|" + "---|" * len(names)]
+    for m, r in res.items():
+        cells = [_fmt(r.get(f"dice_{c}")) for c in names]
+        cells = [f"**{v}**" if r.get(f"dice_{c}") is not None and len(res) > 1 and r[f"dice_{c}"] == best[c] else v
+                 for v, c in zip(cells, names)]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def replace_section(md_path: Path, profile: str, body: str, kind: str = "compare") -> None:
+    """Replace only the text between the markers ``<!-- kind:profile:start/end -->`` (appended when absent)."""
+    start, end = f"<!-- {kind}:{profile}:start -->", f"<!-- {kind}:{profile}:end -->"
     text = md_path.read_text() if md_path.exists() else ""
     block = f"{start}\n{body.rstrip()}\n{end}"
     if start in text and end in text and text.index(start) < text.index(end):

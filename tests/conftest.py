@@ -1,4 +1,6 @@
 """Shared fixtures of the data tests: a tiny asymmetric skeleton, its scan, DICOM writer."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
@@ -25,6 +27,20 @@ def _toy_mask() -> np.ndarray:
     m[80:110, 15:18] = c["femur"]
     m[80:110, 30:33] = c["femur"]
     return m
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory):
+    """A checkpoint of the smoke experiment trained for one step (256x64 phantom, tiny model)."""
+    from train_helpers import TINY, compose_cfg
+
+    from bonepatch.train import run
+
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = compose_cfg(tmp, ["experiment=smoke", *TINY, "trainer.max_steps=1", "+trainer.limit_val_batches=1",
+                            "test=false", "callbacks.overlays=null"])
+    run(cfg)
+    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
 
 
 @pytest.fixture

@@ -82,3 +82,13 @@ def test_default_patches_cover_all_bone_classes():
     covered = {c for p in A.DEFAULT_PATCHES for c in p.class_ids}
     assert covered == set(A.BONE_CLASSES)
     assert A.as_patches([{"name": "h", "keypoints": ["c7"], "classes": ["skull"]}])[0].class_ids == [1]
+
+
+def test_patch_margins_from_config_and_validation():
+    p = A.as_patches([{"name": "t", "keypoints": ["c7", "t12"], "classes": ["rib"], "margin": {"bottom": 0.4}}])[0]
+    assert p.margins(0.15) == (0.15, 0.15, 0.15, 0.4)
+    assert dict(A.DEFAULT_PATCHES[1].margin) == {"bottom": 0.45}  # the lower ribs hang below T12
+    with pytest.raises(KeyError, match="below"):
+        A.RegionPatch("t", ("c7",), ("rib",), (("below", 0.4),))
+    with pytest.raises(ValueError, match="margins"):
+        A.RegionPatch("t", ("c7",), ("rib",), {"top": -1})

@@ -152,3 +152,19 @@ def test_boxes_gradcheck_and_jitter():
     assert ((cj[..., :2] - c[..., :2]).abs() <= 0.05 * c[..., 2:] + 1e-4).all()
     assert ((cj[..., 2:] / c[..., 2:] - 1).abs() <= 0.1 + 1e-5).all()
     assert np.allclose((cj[..., 2] / cj[..., 3]).numpy(), (c[..., 2] / c[..., 3]).numpy())
+
+
+def test_per_patch_margin_extends_only_its_side():
+    """A patch's own bottom margin moves the box's bottom edge, not its top (square patch,
+    tall keypoint extent, so the aspect growth widens x only)."""
+    from bonepatch.anatomy import RegionPatch
+    kp = torch.zeros(1, NUM_KEYPOINTS, 2)
+    kp[0, :, 0] = 50.
+    kp[0, 2], kp[0, 3] = torch.tensor([50., 100.]), torch.tensor([50., 200.])  # c7, t12: 100 px apart
+    plain = RegionPatch("p", ("c7", "t12"), ("rib",))
+    low = RegionPatch("p", ("c7", "t12"), ("rib",), (("bottom", 0.5),))
+    vis = torch.zeros(1, NUM_KEYPOINTS); vis[0, 2:4] = 1
+    a, b = (boxes_from_keypoints(kp, vis, [p], (64, 64), margin=0.1, tau=1e-3)[0, 0] for p in (plain, low))
+    assert a[0, 1] == pytest.approx(90., abs=0.1) and a[2, 1] == pytest.approx(210., abs=0.1)
+    assert b[0, 1] == pytest.approx(90., abs=0.1) and b[2, 1] == pytest.approx(250., abs=0.1)
+    assert (b[2, 0] - b[0, 0]).item() == pytest.approx(160., abs=0.1)  # grown to the square patch

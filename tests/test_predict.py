@@ -19,21 +19,15 @@ from bonepatch.anatomy import CLASS_IDS, FLIP_INDEX, KEYPOINTS, PAIRED_CLASSES
 from bonepatch.data.io import ScanView
 from bonepatch.export import CheckpointError, load_model
 from bonepatch.predict import PredictError, Predictor, keep_largest_components, predict, run
-from bonepatch.train import run as train_run
-from train_helpers import ROOT, TINY, compose_cfg
+from train_helpers import ROOT
 
 NM_FILE = get_testdata_file("JPEG2000.dcm")  # a real 1024x256 NM whole-body view
 SECRETS = [b"Doe^Jane", b"SECRET123", b"CompressedSamples", b"8NM1"]  # patient name / id of the inputs
 
 
-@pytest.fixture(scope="module")
-def ckpt(tmp_path_factory) -> Path:
-    """A checkpoint of the smoke experiment trained for one step (256x64 phantom, tiny model)."""
-    tmp = tmp_path_factory.mktemp("train")
-    cfg = compose_cfg(tmp, ["experiment=smoke", *TINY, "trainer.max_steps=1", "+trainer.limit_val_batches=1",
-                            "test=false", "callbacks.overlays=null"])
-    train_run(cfg)
-    return Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
+@pytest.fixture
+def ckpt(tiny_ckpt) -> Path:
+    return tiny_ckpt
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ pixel ``[row, col]`` is at ``(x=col, y=row)``. ``_l`` / ``_r`` are IMAGE sides (
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,17 +67,37 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 
 @dataclass(frozen=True)
 class RegionPatch:
-    """One keypoint-driven region patch: the keypoints that span it, the classes it may predict."""
+    """One keypoint-driven region patch: the keypoints that span it, the classes it may predict.
+
+    ``margin``: optional per-side margins ``{left, top, right, bottom}`` (fractions of the keypoint
+    extent; sides not given use the model's global ``margin``), for regions whose bones reach past
+    their keypoints on one side (the lower ribs hang below T12).
+    """
 
     name: str
     keypoints: tuple[str, ...]
     classes: tuple[str, ...]
+    margin: tuple[tuple[str, float], ...] = ()
+
+    SIDES = ("left", "top", "right", "bottom")
 
     def __post_init__(self):
         for k in self.keypoints:
             KEYPOINT_IDS[k]  # KeyError listing the options
         for c in self.classes:
             CLASS_IDS[c]
+        margin = dict(self.margin.items() if isinstance(self.margin, Mapping) else self.margin)
+        bad = set(margin) - set(self.SIDES)
+        if bad:
+            raise KeyError(f"patch {self.name!r}: margin sides {sorted(bad)} unknown; use {self.SIDES}")
+        if any(not 0 <= float(v) < 10 for v in margin.values()):
+            raise ValueError(f"patch {self.name!r}: margins must be in [0, 10), got {margin}")
+        object.__setattr__(self, "margin", tuple((k, float(margin[k])) for k in self.SIDES if k in margin))
+
+    def margins(self, default: float) -> tuple[float, float, float, float]:
+        """(left, top, right, bottom) margins, ``default`` for the sides not set."""
+        m = dict(self.margin)
+        return tuple(m.get(side, float(default)) for side in self.SIDES)
 
     @property
     def keypoint_ids(self) -> list[int]:
@@ -91,7 +112,8 @@ class RegionPatch:
 DEFAULT_PATCHES: tuple[RegionPatch, ...] = (
     RegionPatch("head", ("skull_top", "skull_base", "c7"), ("skull", "cervical_vertebrae")),
     RegionPatch("thorax", ("c7", "t12", "shoulder_l", "shoulder_r"),
-                ("thoracic_vertebrae", "rib", "sternum", "clavicle", "scapula", "humerus")),
+                ("thoracic_vertebrae", "rib", "sternum", "clavicle", "scapula", "humerus"),
+                margin=(("bottom", 0.45),)),
     RegionPatch("pelvis", ("t12", "l5", "sacrum_tip", "iliac_l", "iliac_r", "hip_l", "hip_r"),
                 ("lumbar_vertebrae", "sacrum", "pelvis", "femur")),
     RegionPatch("arm_l", ("shoulder_l", "elbow_l"), ("humerus", "scapula", "clavicle")),
@@ -106,7 +128,8 @@ def as_patches(spec) -> tuple[RegionPatch, ...]:
     if spec is None:
         return DEFAULT_PATCHES
     return tuple(p if isinstance(p, RegionPatch) else
-                 RegionPatch(str(p["name"]), tuple(p["keypoints"]), tuple(p["classes"]))
+                 RegionPatch(str(p["name"]), tuple(p["keypoints"]), tuple(p["classes"]),
+                             tuple(dict(p.get("margin") or {}).items()))
                  for p in spec)
 
 

@@ -76,7 +76,8 @@ def boxes_from_keypoints(keypoints: torch.Tensor, confidence: torch.Tensor | Non
             temperature ``tau`` px, so gradients are defined everywhere).
         patches: RegionPatch sequence (R of them).
         patch_size: (h, w) of the crops; boxes are grown to this aspect ratio.
-        margin: relative margin added on each side (of the keypoint extent).
+        margin: relative margin added on each side (of the keypoint extent); a RegionPatch's own
+            ``margin`` sides override it.
         min_size: the smallest box side in pixels.
         prior: (K, 2) fallback keypoints in normalised image coordinates (x / W, y / H);
             default :data:`DEFAULT_KEYPOINT_PRIOR`. A region with fewer than two confident
@@ -102,13 +103,16 @@ def boxes_from_keypoints(keypoints: torch.Tensor, confidence: torch.Tensor | Non
         alpha = (wr.sum(-1, keepdim=True) / min(2, len(ids))).clamp(0, 1)
         boxes.append(alpha * box + (1 - alpha) * pbox)
     c = torch.stack(boxes, 1)  # (B, R, 4): cx, cy, w, h
+    # per-side margins (R, 4) left, top, right, bottom: a patch's own, else the global one
+    m = torch.tensor([p.margins(margin) if isinstance(p, RegionPatch) else (margin,) * 4 for p in patches]).to(c)
+    cx = c[..., 0] + (m[:, 2] - m[:, 0]) * c[..., 2] / 2
+    cy = c[..., 1] + (m[:, 3] - m[:, 1]) * c[..., 3] / 2
     ph, pw = float(patch_size[0]), float(patch_size[1])
-    bw, bh = c[..., 2] * (1 + 2 * margin), c[..., 3] * (1 + 2 * margin)
+    bw, bh = c[..., 2] * (1 + m[:, 0] + m[:, 2]), c[..., 3] * (1 + m[:, 1] + m[:, 3])
     bw, bh = torch.maximum(bw, bh * pw / ph), torch.maximum(bh, bw * ph / pw)  # patch aspect
     short = min(ph, pw)  # min side, keeping the aspect (both sides clamp together)
     bw, bh = bw.clamp_min(min_size * pw / short), bh.clamp_min(min_size * ph / short)
-    c = torch.stack([c[..., 0], c[..., 1], bw, bh], -1)
-    return cxcywh_to_boxes(c)  # (B, R, 4, 2)
+    return cxcywh_to_boxes(torch.stack([cx, cy, bw, bh], -1))  # (B, R, 4, 2)
 
 
 def jitter_boxes(boxes: torch.Tensor, position: float = 0.05, scale: float = 0.1,

@@ -51,6 +51,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", default=None,
                    help="name of this run's files and benchmarks.md section (default: the profile), "
                         "e.g. cpu_steps720 for a longer budget next to the standard cpu run")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="config value (YAML) for every method whose config has KEY, applied after the profile; "
+                        "'++KEY=VALUE' adds a missing key. E.g. --set model.margin=0.25 "
+                        "--set '++patches[0].margin={bottom: 0.3}'; repeatable")
     p.add_argument("--overlay-view", type=int, default=0, help="test view index shown for every method")
     return p.parse_args(argv)
 
@@ -62,6 +66,7 @@ def measure_method(method: str, prof: dict, steps: int, dm, out_dir: Path, devic
     timer = bench.StepTimer(skip=1 if steps < 20 else 5, gpu_util=device == "cuda")
     module, trainer, info = lib.train_method(cfg, dm, timer, channels_last=prof["channels_last"])
     r = {"experiment": method, "model": type(module.model).__name__, "params": bench.count_parameters(module.model),
+         "overrides": list(cfg.get("applied_overrides") or []),
          "steps": steps, "batch": prof["batch"], **info, **timer.summary()}
     r.update(json.loads(Path(cfg.module.metrics_path).read_text()))
     r.pop("classes", None)
@@ -104,6 +109,19 @@ def main(argv=None) -> dict:
         prof["train_len"] = args.train_views
     if args.test_views:
         prof["test_len"] = args.test_views
+    bad = [s for s in args.set if "=" not in s]
+    if bad:
+        raise SystemExit(f"--set {bad[0]!r}: expected KEY=VALUE, e.g. --set model.margin=0.25")
+    prof["overrides"] = list(args.set)
+    for item in args.set:
+        try:
+            fits = any(lib.apply_overrides(lib.compose_method(m, {**prof, "overrides": ()}, 1, Path("/tmp")), [item])
+                       for m in lib.METHODS)
+        except ValueError as err:
+            raise SystemExit(str(err)) from None
+        if not fits:
+            raise SystemExit(f"--set {item!r}: no method's config has {item.split('=')[0]!r}; "
+                             "check the key (python train.py --cfg job experiment=joint) or add it with '++'")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = set(methods) - set(lib.METHODS)
     if unknown:
@@ -143,7 +161,8 @@ def main(argv=None) -> dict:
         "budget": {"steps": steps, "batch": prof["batch"], "lr": prof["lr"], "encoder": cfg0.model.segmenter.encoder,
                    "augment": cfg0.module.augment, "precision": str(cfg0.trainer.precision),
                    "channels_last": prof["channels_last"], "keypoint_input": prof["kp_input"], "patch": prof["patch"],
-                   "teacher_forcing_fraction": lib.TEACHER_FORCING_FRACTION, "calibration": calib},
+                   "teacher_forcing_fraction": lib.TEACHER_FORCING_FRACTION, "calibration": calib,
+                   "overrides": list(args.set)},
         "methods": results,
     }
     report["targets"] = rep.targets(results, profile, device == "cuda")

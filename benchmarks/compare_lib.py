@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import yaml
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -91,7 +92,45 @@ def compose_method(method: str, prof: dict, steps: int, out_dir: Path) -> DictCo
                                  "val_check_interval": max(1, s // max(1, prof.get("val_times", 4) // 2))}
                 if OmegaConf.select(stage, "module.teacher_forcing") is not None:
                     stage.module.teacher_forcing.steps = int(TEACHER_FORCING_FRACTION * s)
+        cfg.applied_overrides = apply_overrides(cfg, prof.get("overrides", ()))  # last: wins over the profile
     return cfg
+
+
+_ABSENT = object()
+
+
+def _refuse_interpolation(cfg: DictConfig, key: str) -> None:
+    """An update below an interpolated node (``model.patches: ${patches}``) would replace the link."""
+    parts = key.replace("[", ".[").split(".")
+    for i in range(1, len(parts)):
+        head, last = ".".join(parts[:i]).replace(".[", "["), parts[i]
+        node = OmegaConf.select(cfg, head, default=None) if head else cfg
+        if not OmegaConf.is_config(node):
+            return
+        name = int(last.strip("[]")) if last.startswith("[") else last
+        if isinstance(name, str) and name not in node:
+            return
+        if OmegaConf.is_interpolation(node, name) and i < len(parts) - 1:
+            raise ValueError(f"--set {key}: {head + ('' if last.startswith('[') else '.') + last} is a link "
+                             f"({OmegaConf.to_container(node)[name]}); set the linked key instead")
+
+
+def apply_overrides(cfg: DictConfig, items) -> list[str]:
+    """Apply ``KEY=VALUE`` (KEY exists in cfg) / ``++KEY=VALUE`` (its parent exists) items, VALUE
+    parsed as YAML, dicts merged; items that do not fit this config (e.g. ``model.margin`` on a
+    baseline) are skipped. Returns the items applied."""
+    applied = []
+    for item in items:
+        key, _, value = item.partition("=")
+        add = key.startswith("++")
+        key = key.removeprefix("++")
+        parent = key.rsplit(".", 1)[0] if "." in key.split("[")[-1] else key.rsplit("[", 1)[0]
+        _refuse_interpolation(cfg, key)
+        here = OmegaConf.select(cfg, key, default=_ABSENT) is not _ABSENT
+        if here or (add and "." in key and OmegaConf.select(cfg, parent, default=None) is not None):
+            OmegaConf.update(cfg, key, yaml.safe_load(value), force_add=True)
+            applied.append(item)
+    return applied
 
 
 def build_model(cfg: DictConfig, channels_last: bool) -> torch.nn.Module:

@@ -154,7 +154,11 @@ def markdown(report: dict, name: str) -> str:
               "", f"Machine: {mach['cpu']} ({mach['cpu_cores']} cores){', GPU ' + mach['gpu'] if 'gpu' in mach else ''}; "
               f"{mach['platform']}, Python {mach['python']}.",
               "Versions: " + ", ".join(f"{k} {v}" for k, v in report["versions"].items()) + ".",
-              f"Command: `{report['command']}` ({report['date']}).", ""]
+              f"Command: `{report['command']}` ({report['date']})."]
+    over = {m: r.get("overrides") for m, r in res.items() if r.get("overrides")}
+    if over:
+        lines.append("Config changes (`--set`) applied: " + "; ".join(f"{m}: {', '.join(v)}" for m, v in over.items()) + ".")
+    lines.append("")
     return "\n".join(lines)
 
 

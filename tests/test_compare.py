@@ -54,3 +54,19 @@ def test_replace_section_keeps_other_sections(tmp_path):
     assert text.startswith("intro\n") and "outro" in text and "old" not in text and "new table" not in text
     assert "newer table" in text and "gpu table" in text
     assert text.count("compare:cpu:start") == 1 and text.count("compare:gpu:end") == 1
+
+
+def test_set_overrides_apply_where_they_fit():
+    import compare_lib as lib
+    import pytest
+
+    prof = {**lib.PROFILES["tiny"], "overrides": ["model.margin=0.3", "++patches[0].margin={bottom: 0.25}"]}
+    joint = lib.compose_method("joint", prof, 6, ROOT / "outputs" / "unused")
+    single = lib.compose_method("single_stage", prof, 6, ROOT / "outputs" / "unused")
+    assert joint.model.margin == 0.3 and joint.model.patches[0].margin == {"bottom": 0.25}
+    assert list(joint.applied_overrides) == prof["overrides"]
+    assert "margin" not in single.model and "model.margin=0.3" not in single.applied_overrides
+    with pytest.raises(ValueError, match="link"):  # would silently replace model.patches: ${patches}
+        lib.compose_method("joint", {**prof, "overrides": ["++model.patches[0].margin={top: 1}"]}, 6, ROOT)
+    with pytest.raises(SystemExit, match="no method"):
+        compare.main(["--tiny", "--set", "model.no_such_key=1"])

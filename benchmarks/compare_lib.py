@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 import lightning as L
-import yaml
 import torch
+import yaml
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
@@ -104,7 +104,7 @@ def _refuse_interpolation(cfg: DictConfig, key: str) -> None:
     parts = key.replace("[", ".[").split(".")
     for i in range(1, len(parts)):
         head, last = ".".join(parts[:i]).replace(".[", "["), parts[i]
-        node = OmegaConf.select(cfg, head, default=None) if head else cfg
+        node = OmegaConf.select(cfg, head, default=None)
         if not OmegaConf.is_config(node):
             return
         name = int(last.strip("[]")) if last.startswith("[") else last

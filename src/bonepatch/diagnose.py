@@ -13,7 +13,7 @@ import torch
 
 from bonepatch.anatomy import CLASSES, KEYPOINTS, NUM_CLASSES
 from bonepatch.geometry.crop_paste import paste_patches
-from bonepatch.metrics import KeypointMetrics, body_height, dice_metric
+from bonepatch.metrics import KeypointMetrics, dice_dict, dice_metric, keypoint_errors
 
 
 def class_coverage(model, boxes: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -25,7 +25,9 @@ def class_coverage(model, boxes: torch.Tensor, mask: torch.Tensor) -> tuple[torc
     """
     b = boxes.shape[0]
     region = model.regions(b, boxes.device)
-    allowed = model.segmenter.allowed[region].float()  # (B*R, C)
+    allowed = model.segmenter.allowed[region].float()  # (B*R, C), as the model's paste uses it
+    if not model.restrict_classes:
+        allowed = torch.ones_like(allowed)
     ones = torch.ones(len(region), NUM_CLASSES, 2, 2, device=boxes.device)
     _, den = paste_patches(ones, boxes.float(), mask.shape[-2:], allowed, return_coverage=True)
     covered = den[:, 1:] > 0  # (B, C-1, H, W)
@@ -64,8 +66,7 @@ class PatchDiagnosis:
                 self.total += tot.cpu()
                 self.kp.update(out.keypoints.cpu(), keypoints.cpu())
                 vis = keypoints[..., 2].cpu() > 0
-                err = (out.keypoints.cpu() - keypoints[..., :2].cpu()).norm(dim=-1) / body_height(keypoints.cpu())[:, None]
-                self.kp_err += (err * vis).sum(0).double()
+                self.kp_err += (keypoint_errors(out.keypoints.cpu(), keypoints.cpu()) * vis).sum(0).double()
                 self.kp_n += vis.sum(0).double()
         self.views += image.shape[0]
 
@@ -78,7 +79,7 @@ class PatchDiagnosis:
         for m in self.MODES:
             per_class = self.dice[m].compute()
             out[f"dice_{m}"] = [float(v) for v in per_class]
-            out[f"dice_mean_{m}"] = float(per_class[~per_class.isnan()].mean())
+            out[f"dice_mean_{m}"] = dice_dict(per_class)["dice_mean"]
             out[f"coverage_{m}"] = [float(c / t) if t else float("nan") for c, t in zip(self.covered[m], self.total)]
         out.update({k: float(v) for k, v in self.kp.compute().items()})
         out["keypoint_nme"] = {name: float(e / n) if n else float("nan")

@@ -20,6 +20,11 @@ def body_height(keypoints: torch.Tensor) -> torch.Tensor:
     return torch.nan_to_num(hi - lo, nan=1.0, posinf=1.0, neginf=1.0).clamp_min(1.0)
 
 
+def keypoint_errors(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Distance / body height of each keypoint: pred (B,K,2+), target (B,K,3) -> (B,K)."""
+    return (pred[..., :2] - target[..., :2]).norm(dim=-1) / body_height(target)[:, None]
+
+
 class KeypointMetrics(Metric):
     """NME (mean error / body height) and PCK at given thresholds over visible keypoints.
 
@@ -37,9 +42,7 @@ class KeypointMetrics(Metric):
                        dist_reduce_fx="sum")
 
     def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
-        vis = target[..., 2] > 0  # (B,K)
-        err = (pred[..., :2] - target[..., :2]).norm(dim=-1) / body_height(target)[:, None]
-        err = err[vis].double()
+        err = keypoint_errors(pred, target)[target[..., 2] > 0].double()  # visible ones
         self.err_sum += err.sum()
         self.count += err.numel()
         self.hits += torch.stack([(err <= t).sum() for t in self.thresholds]).double()

@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 import compare_lib as lib  # noqa: E402
 import compare_report as rep  # noqa: E402
-from bonepatch import bench  # noqa: E402
+import bench_utils as bench  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from bonepatch import bench
+import bench_utils as bench
 from bonepatch.data.cache import CachedDataset
 from bonepatch.data.datamodule import BoneScanDataModule
 from bonepatch.data.dataset import PhantomDataset

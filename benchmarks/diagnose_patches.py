@@ -27,7 +27,7 @@ import compare_report as rep  # noqa: E402
 from bonepatch.data.cache import CachedDataset  # noqa: E402
 from bonepatch.data.dataset import PhantomDataset  # noqa: E402
 from bonepatch.diagnose import PatchDiagnosis  # noqa: E402
-from bonepatch.export import load_model  # noqa: E402
+from bonepatch.checkpoint import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from bonepatch import __version__
 from bonepatch.data.phantom import write_dataset
-from bonepatch.export import load_model
+from bonepatch.checkpoint import load_model
 from bonepatch.predict import predict
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

@@ -165,6 +165,6 @@ def test_per_patch_margin_extends_only_its_side():
     low = RegionPatch("p", ("c7", "t12"), ("rib",), (("bottom", 0.5),))
     vis = torch.zeros(1, NUM_KEYPOINTS); vis[0, 2:4] = 1
     a, b = (boxes_from_keypoints(kp, vis, [p], (64, 64), margin=0.1, tau=1e-3)[0, 0] for p in (plain, low))
-    assert a[0, 1] == pytest.approx(90., abs=0.1) and a[2, 1] == pytest.approx(210., abs=0.1)
-    assert b[0, 1] == pytest.approx(90., abs=0.1) and b[2, 1] == pytest.approx(250., abs=0.1)
+    assert float(a[0, 1]) == pytest.approx(90., abs=0.1) and float(a[2, 1]) == pytest.approx(210., abs=0.1)
+    assert float(b[0, 1]) == pytest.approx(90., abs=0.1) and float(b[2, 1]) == pytest.approx(250., abs=0.1)
     assert (b[2, 0] - b[0, 0]).item() == pytest.approx(160., abs=0.1)  # grown to the square patch

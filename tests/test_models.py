@@ -190,3 +190,22 @@ def test_hydra_configs_instantiate(name):
     model = instantiate(cfg.model).eval()
     with torch.inference_mode():
         assert model(_image(1)).logits.shape == (1, NUM_CLASSES, H, W)
+
+
+def test_call_decoder_supports_both_smp_decoder_signatures():
+    """smp >= 0.5 decoders take the feature list, 0.3-0.4 take the features as arguments."""
+    from torch import nn
+
+    from bonepatch.models.segmenter import call_decoder
+
+    class ListDecoder(nn.Module):  # smp >= 0.5
+        def forward(self, features):
+            return features[-1] * 2
+
+    class StarDecoder(nn.Module):  # smp 0.3 / 0.4
+        def forward(self, *features):
+            return features[-1] * 3
+
+    feats = [torch.ones(1, 2, 4, 4), torch.ones(1, 2, 2, 2)]
+    assert float(call_decoder(ListDecoder(), feats).sum()) == 16
+    assert float(call_decoder(StarDecoder(), feats).sum()) == 24

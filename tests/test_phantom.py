@@ -144,11 +144,11 @@ def test_cli(tmp_path):
 
 
 def test_vectorised_rasteriser_matches_per_shape_reference():
-    from bonepatch.data.phantom_body import PAINT_ORDER, Body
-    from bonepatch.data.phantom_raster import rasterise_all
-    from bonepatch.data.phantom_render import _mirror, add_focal
-    from bonepatch.data.phantom_shapes import attenuation, rasterise
-    from bonepatch.data.phantom_subject import sample_subject
+    from bonepatch.data.phantom.body import PAINT_ORDER, Body
+    from bonepatch.data.phantom.raster import rasterise_all
+    from bonepatch.data.phantom.imaging import _mirror, add_focal
+    from bonepatch.data.phantom.shapes import attenuation, rasterise
+    from bonepatch.data.phantom.subject import sample_subject
 
     cfg = PhantomConfig(truncate_prob=0.5, scoliosis_prob=0.5, child_prob=0.3)
     for k, (view, rib) in enumerate([("anterior", "region"), ("posterior", "region"), ("anterior", "arcs")]):
@@ -172,7 +172,7 @@ def test_vectorised_rasteriser_matches_per_shape_reference():
 def test_small_mean_poisson_sampler():
     from scipy import stats
 
-    from bonepatch.data.phantom_render import _poisson_small
+    from bonepatch.data.phantom.imaging import _poisson_small
 
     rng = np.random.default_rng(0)
     for lam in (0.002, 0.4, 3.3, 9.99):

@@ -17,7 +17,7 @@ from pydicom.data import get_testdata_file
 from bonepatch import predict_io as pio
 from bonepatch.anatomy import CLASS_IDS, FLIP_INDEX, KEYPOINTS, PAIRED_CLASSES
 from bonepatch.data.io import ScanView
-from bonepatch.export import CheckpointError, load_model
+from bonepatch.checkpoint import CheckpointError, load_model
 from bonepatch.predict import PredictError, Predictor, keep_largest_components, predict, run
 from train_helpers import ROOT
 

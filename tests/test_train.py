@@ -12,7 +12,7 @@ import torch
 from omegaconf import open_dict
 
 from bonepatch import train as T
-from bonepatch.export import load_model
+from bonepatch.checkpoint import load_model
 from train_helpers import ROOT, TINY, compose_cfg
 
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "conf" / "experiment").glob("*.yaml"))

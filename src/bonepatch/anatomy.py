@@ -228,11 +228,37 @@ def keypoints_from_mask(label_map: np.ndarray) -> np.ndarray:
     return out
 
 
-def flip_keypoints(keypoints: np.ndarray, width: int) -> np.ndarray:
-    """Keypoints (..., K, 3) after a horizontal flip of an image ``width`` pixels wide.
+def swap_sides(keypoints):
+    """Keypoints (..., K, C) numpy or torch with every _l/_r pair swapped (a copy; coordinates kept).
 
-    x -> width - 1 - x (pixel centres at integers) and every _l/_r pair swapped.
+    Use after a geometric transform that already mirrored the coordinates.
     """
-    out = np.array(keypoints, copy=True)[..., FLIP_INDEX, :]
+    return keypoints[..., list(FLIP_INDEX), :]
+
+
+def flip_keypoints(keypoints, width: int):
+    """Keypoints (..., K, C>=2), numpy or torch, after a horizontal flip of an image ``width`` wide.
+
+    x -> width - 1 - x (pixel centres at integers) and every _l/_r pair swapped; the one rule for
+    keypoint flips (datasets, augmentation, flip TTA, mirrored posterior views).
+
+    >>> flip_keypoints(np.array([[0., 5., 1.]] * NUM_KEYPOINTS), 256)[KEYPOINT_IDS["hip_l"]].tolist()
+    [255.0, 5.0, 1.0]
+    """
+    if not hasattr(keypoints, "shape"):
+        keypoints = np.asarray(keypoints, np.float32)
+    out = swap_sides(keypoints)
     out[..., 0] = width - 1 - out[..., 0]
     return out
+
+
+def mirror_to_anterior(view: str, stored_flipped: bool, mirror_posterior: bool) -> bool:
+    """The one rule for "mirrored": a view is mirrored left-right for the model when the run mirrors
+    posterior views (``mirror_posterior``), the view is posterior and it is stored mirrored with
+    respect to the anterior orientation (``stored_flipped``: the gamma-camera display habit,
+    ``ScanView.flipped``; the phantom renders posterior views that way).
+
+    >>> mirror_to_anterior("posterior", True, True), mirror_to_anterior("anterior", True, True)
+    (True, False)
+    """
+    return bool(mirror_posterior and view == "posterior" and stored_flipped)

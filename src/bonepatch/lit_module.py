@@ -17,7 +17,7 @@ from typing import Any
 import lightning as L
 import torch
 
-from . import __version__
+from .checkpoint import stamp_checkpoint
 from .anatomy import CLASSES
 from .losses import SegmentationLoss
 from .metrics import dice_dict, make_metrics
@@ -203,4 +203,4 @@ class BonePatchModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the resolved config so ``predict.py`` needs only the checkpoint."""
-        checkpoint["bonepatch"] = {"format": 1, "version": __version__, "config": self.run_config}
+        stamp_checkpoint(checkpoint, self.run_config)

@@ -21,9 +21,11 @@ from scipy import ndimage
 from tqdm import tqdm
 
 from . import predict_io as pio
-from .anatomy import BONE_CLASSES, CLASSES, FLIP_INDEX, KEYPOINTS, PAIRED_CLASSES, flip_keypoints, side_masks
+from .anatomy import (BONE_CLASSES, CLASSES, FLIP_INDEX, KEYPOINTS, PAIRED_CLASSES, flip_keypoints,
+                      mirror_to_anterior, side_masks)
+from .geometry.resize import resize_counts, scale_points
 from .data.io import ScanView, body_found, is_dicom_file, read_views
-from .export import CheckpointError, load_model
+from .checkpoint import CheckpointError, load_model
 from .stats import region_stats
 from .viz import overlay
 
@@ -88,16 +90,13 @@ class Predictor:
 
     def mirrored(self, view: ScanView) -> bool:
         """Whether the view is mirrored for the model (as the training data was)."""
-        return self.mirror_posterior and view.view == "posterior" and view.flipped
+        return mirror_to_anterior(view.view, view.flipped, self.mirror_posterior)
 
     def _input(self, view: ScanView) -> torch.Tensor:
         """(1, H, W) counts at the model's size (antialiased, total counts preserved)."""
         image = view.image[:, ::-1] if self.mirrored(view) else view.image
-        x = torch.from_numpy(np.ascontiguousarray(image))[None, None]  # (1, 1, h, w)
-        if tuple(x.shape[-2:]) != self.size:
-            x = F.interpolate(x, size=self.size, mode="bilinear", antialias=True, align_corners=False)
-            x = x.clamp_min(0) * (image.size / (self.size[0] * self.size[1]))
-        return x[0]
+        x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None]  # (1, h, w)
+        return resize_counts(x, self.size)
 
     @torch.no_grad()
     def _forward(self, x: torch.Tensor):
@@ -108,8 +107,7 @@ class Predictor:
             f = self.model(x.flip(-1))
             probs = (probs + f.logits.float().softmax(1).flip(-1)) / 2
             if kp is not None:
-                fk = f.keypoints[:, FLIP_INDEX].clone()
-                fk[..., 0] = x.shape[-1] - 1 - fk[..., 0]
+                fk = flip_keypoints(f.keypoints, x.shape[-1])
                 kp, conf = (kp + fk) / 2, (conf + f.confidence[:, FLIP_INDEX]) / 2
         return probs, kp, conf, out.boxes
 
@@ -117,9 +115,8 @@ class Predictor:
         """One view's model outputs (model size) -> input size and orientation."""
         h, w = view.image.shape
         probs = F.interpolate(probs[None], size=(h, w), mode="bilinear", align_corners=False)[0]
-        scale = torch.tensor([w / self.size[1], h / self.size[0]], device=probs.device)
-        kp = None if kp is None else ((kp.float() + 0.5) * scale - 0.5).cpu().numpy()  # pixel centres
-        boxes = None if boxes is None else ((boxes.float() + 0.5) * scale - 0.5).cpu().numpy()
+        kp = None if kp is None else scale_points(kp.float(), self.size, (h, w)).cpu().numpy()
+        boxes = None if boxes is None else scale_points(boxes.float(), self.size, (h, w)).cpu().numpy()
         conf = None if conf is None else conf.float().cpu().numpy()
         probs = probs.cpu().numpy()
         if self.mirrored(view):

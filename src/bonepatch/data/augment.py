@@ -12,7 +12,7 @@ import kornia.augmentation as K
 import torch
 from torch import nn
 
-from bonepatch.anatomy import FLIP_INDEX
+from bonepatch.anatomy import swap_sides
 
 
 def _geometry(rotation: float, scale: tuple[float, float], translate: tuple[float, float], flip_p: float):
@@ -50,11 +50,9 @@ def augment_batch(batch: dict, rotation: float = 5.0, scale: tuple[float, float]
     mask = batch["mask"][:, None].float() if "mask" in batch else torch.zeros_like(image)  # (B,1,H,W)
     image_t, mask_t, xy = geom(image, mask, kp[..., :2].contiguous())
     mirrored = torch.linalg.det(geom.transform_matrix[:, :2, :2].to(image.device)) < 0  # (B,)
-    flip = torch.tensor(FLIP_INDEX, device=kp.device)
-    kp_t = torch.cat([xy, kp[..., 2:]], -1)  # (B,K,3)
-    kp_t = torch.where(mirrored[:, None, None], kp_t[:, flip], kp_t)
     inside = (xy[..., 0] >= 0) & (xy[..., 0] <= w - 1) & (xy[..., 1] >= 0) & (xy[..., 1] <= h - 1)
-    kp_t[..., 2] = kp_t[..., 2] * torch.where(mirrored[:, None], inside[:, flip], inside)
+    kp_t = torch.cat([xy, kp[..., 2:] * inside[..., None]], -1)  # (B,K,3); vis 0 once outside
+    kp_t = torch.where(mirrored[:, None, None], swap_sides(kp_t), kp_t)  # names follow image sides
     factor = torch.empty(b, 1, 1, 1, device=image.device).uniform_(*intensity)  # (B,1,1,1)
     out = dict(batch, image=image_t * factor, keypoints=kp_t)
     if "mask" in batch:

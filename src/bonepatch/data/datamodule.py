@@ -1,11 +1,7 @@
 """LightningDataModule around dataset objects that Hydra instantiates (``_target_``)."""
 from __future__ import annotations
 
-import random
-
 import lightning as L
-import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 
@@ -19,18 +15,12 @@ def collate(samples: list[dict]) -> dict:
     return batch
 
 
-def seed_worker(worker_id: int) -> None:
-    """Seed numpy and random of a loader worker from its torch seed (base seed + worker id)."""
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
-
-
 class BoneScanDataModule(L.LightningDataModule):
     """Loaders for train / val / test / predict datasets (any may be None if that stage is unused).
 
-    Shuffling and worker seeds come from torch's global RNG (``lightning.seed_everything``), and
-    each worker seeds numpy / random from its torch seed, so a seeded run sees the same batches.
+    Shuffling comes from torch's global RNG and worker seeds from Lightning's own worker seeding
+    (``lightning.seed_everything(seed, workers=True)`` in ``bonepatch.train``: the Trainer gives
+    each worker seeded torch / numpy / random), so a seeded run sees the same batches.
     """
 
     def __init__(self, train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
@@ -52,7 +42,7 @@ class BoneScanDataModule(L.LightningDataModule):
         return DataLoader(
             dataset, batch_size=self.batch_size, shuffle=shuffle, num_workers=self.num_workers,
             pin_memory=self.pin_memory, persistent_workers=self.persistent_workers and self.num_workers > 0,
-            collate_fn=collate, worker_init_fn=seed_worker)
+            collate_fn=collate)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -17,10 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from bonepatch.anatomy import CLASSES, KEYPOINT_IDS, NUM_KEYPOINTS, flip_keypoints, keypoints_from_mask
+from bonepatch.anatomy import (CLASSES, KEYPOINT_IDS, NUM_KEYPOINTS, flip_keypoints, keypoints_from_mask,
+                               mirror_to_anterior)
+from bonepatch.geometry.resize import resize_counts, resize_labels, scale_points
 from bonepatch.data.io import (IMAGE_SUFFIXES, MASK_SUFFIXES, BoneScanInputError, is_dicom_file, probe_views,
                                read_mask, read_views)
 
@@ -47,19 +48,10 @@ def mirror(image: np.ndarray, mask: np.ndarray | None, keypoints: np.ndarray):
 
 def resize_sample(image: np.ndarray, mask: np.ndarray | None, keypoints: np.ndarray,
                   size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """Resize to ``size`` (H', W'): counts antialiased and scaled so the total is preserved,
-    mask nearest, keypoints x' = (x + 0.5) * W'/W - 0.5 (pixel centres at integers)."""
-    (h, w), (nh, nw) = image.shape, size
-    img = F.interpolate(torch.from_numpy(np.ascontiguousarray(image))[None, None], size=(nh, nw),
-                        mode="bilinear", antialias=True, align_corners=False)[0, 0]  # (H',W')
-    img = img.clamp_min(0) * (h * w / (nh * nw))
-    if mask is not None:
-        mask = F.interpolate(torch.from_numpy(np.ascontiguousarray(mask))[None, None].float(),
-                             size=(nh, nw), mode="nearest-exact")[0, 0].long().numpy()
-    kp = keypoints.copy()
-    kp[:, 0] = (kp[:, 0] + 0.5) * nw / w - 0.5
-    kp[:, 1] = (kp[:, 1] + 0.5) * nh / h - 0.5
-    return img.numpy(), mask, kp
+    """Resize to ``size`` (H', W') by the rule of :mod:`bonepatch.geometry.resize` (counts
+    preserved, mask nearest, keypoints by pixel centres)."""
+    return (resize_counts(image, size), None if mask is None else resize_labels(mask, size),
+            scale_points(keypoints, image.shape, size))
 
 
 class PhantomDataset(Dataset):
@@ -89,7 +81,7 @@ class PhantomDataset(Dataset):
         out = self._render(self.seed, index, self.config)
         meta = out.get("meta", {})
         view = str(meta.get("view", "anterior"))
-        mirrored = self.mirror_posterior and view == "posterior"  # rendered as seen from behind
+        mirrored = mirror_to_anterior(view, True, self.mirror_posterior)  # rendered as seen from behind
         image, mask, kp = (mirror(out["image"], out["mask"], out["keypoints"]) if mirrored else
                            (out["image"], out["mask"], out["keypoints"]))
         sample = make_sample(image, mask, kp, {
@@ -263,7 +255,8 @@ class FolderDataset(Dataset):
             kp = np.zeros((NUM_KEYPOINTS, 3), np.float32)  # unknown: all invisible
         view = scan.view if scan.view != "unknown" else str(info.get("view", "unknown"))
         spacing = scan.spacing_mm or info.get("spacing_mm") or math.nan
-        mirrored = self.mirror_posterior and view == "posterior" and (scan.flipped or scan.view == "unknown")
+        # a view named only by its keypoints file is assumed stored as displayed (posterior mirrored)
+        mirrored = mirror_to_anterior(view, scan.flipped or scan.view == "unknown", self.mirror_posterior)
         if mirrored:
             image, mask, kp = mirror(image, mask, kp)
         if self.size and self.size != image.shape:

@@ -221,3 +221,30 @@ class CropPaste(nn.Module):
     def forward(self, image, boxes):
         """Round trip (for checks): crop ``image`` and paste the crops back (B, C, H, W)."""
         return self.paste(self.crop(image, boxes), boxes, image.shape[-2:])
+
+
+def blend_probabilities(patch_logits: torch.Tensor, boxes: torch.Tensor, image_size, allowed: torch.Tensor | None,
+                        flat: float = 0.5) -> torch.Tensor:
+    """Paste patch softmaxes (B*R, C, h, w) into (B, C, H, W) log-probabilities.
+
+    Each bone class is the window-weighted mean over the patches ALLOWED that class (``allowed``
+    (B*R, C) bool; None = all): a patch abstains for classes it may not predict instead of voting
+    background against a neighbour that may. Background is the complement ``relu(1 - sum fg)``,
+    then everything is renormalised; pixels no patch covers are background.
+    """
+    probs = patch_logits.float().softmax(1)
+    weights = None if allowed is None else allowed.to(probs)
+    fg = paste_patches(probs[:, 1:], boxes, image_size, None if weights is None else weights[:, 1:], flat)
+    return with_background(fg)
+
+
+def with_background(fg: torch.Tensor) -> torch.Tensor:
+    """Bone-class probabilities (B, C-1, H, W) -> log-probabilities (B, C, H, W) with background
+    ``relu(1 - sum fg)``, renormalised (in place when no gradient is needed: 4x faster on CPU)."""
+    total = fg.sum(1, keepdim=True)
+    bg = torch.relu(1 - total) + 1e-6
+    norm = total + bg  # = the sum over all C channels
+    p = torch.cat([bg, fg], 1)
+    if p.requires_grad:
+        return (p / norm).clamp_min(1e-8).log()
+    return p.div_(norm).clamp_min_(1e-8).log_()

@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from bonepatch.geometry.boxes import cxcywh_to_boxes
-from bonepatch.geometry.crop_paste import crop_patches, paste_patches
-from bonepatch.models.pipeline import PipelineOutput, _with_background, build
+from bonepatch.geometry.crop_paste import crop_patches, paste_patches, with_background
+from bonepatch.models.pipeline import PipelineOutput, build
 from bonepatch.models.segmenter import PatchSegmenter
 from bonepatch.preprocess import Preprocess
 
@@ -78,6 +78,6 @@ class FixedGridPatchSegmenter(nn.Module):
         patch_logits = self.segmenter(patches, None)  # (B*R, C, h, w)
         probs = patch_logits.float().softmax(1)
         # every patch votes on every class; background = complement, uncovered pixels background
-        logits = _with_background(paste_patches(probs[:, 1:], boxes, image_size, flat=self.blend_flat))
+        logits = with_background(paste_patches(probs[:, 1:], boxes, image_size, flat=self.blend_flat))
         region = torch.arange(boxes.shape[1], device=x.device).repeat(b)  # grid cell ids (B*R,)
         return PipelineOutput(logits, boxes=boxes, patch_logits=patch_logits, patch_region=region)

@@ -6,6 +6,7 @@ torch.Size([4, 13, 64, 64])
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 
 import segmentation_models_pytorch as smp
@@ -108,6 +109,15 @@ class PatchSegmenter(nn.Module):
             return self.model(x)
         m = self.model  # the smp stages, with FiLM between decoder and head
         features = m.encoder(x)
-        dec = m.decoder(features)
+        dec = call_decoder(m.decoder, features)
         gamma, beta = self.film(region).to(dec)[:, :, None, None].chunk(2, 1)
         return m.segmentation_head(dec * (1 + gamma) + beta)
+
+
+def call_decoder(decoder: nn.Module, features: list[torch.Tensor]) -> torch.Tensor:
+    """Run an smp decoder on the encoder's feature list: smp >= 0.5 takes the list
+    (``forward(features)``), smp 0.3-0.4 takes the features as arguments (``forward(*features)``)."""
+    params = inspect.signature(decoder.forward).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
+        return decoder(*features)
+    return decoder(features)

@@ -39,3 +39,9 @@ def montage(samples, path) -> None:
     fig.subplots_adjust(0.01, 0.01, 0.99, 0.97, 0.04, 0.02)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def preview(samples, path) -> None:
+    """Montage PNG: images (top row, 99.5th-percentile scaled, inverted) and mask overlays
+    with keypoints (bottom row) of a list of samples."""
+    montage(samples, path)

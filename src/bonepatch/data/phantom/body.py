@@ -12,8 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from bonepatch.anatomy import CLASS_IDS as C
-from bonepatch.data.phantom_limbs import add_arm, add_leg, add_pelvis
-from bonepatch.data.phantom_shapes import Shape, attenuation
+from bonepatch.data.phantom.limbs import add_arm, add_leg, add_pelvis
+from bonepatch.data.phantom.shapes import Shape, attenuation
 
 #: Label painting order per view, lowest priority first (later classes overwrite earlier ones).
 PAINT_ORDER = {

@@ -1,10 +1,10 @@
-"""Vectorised rasterisation of all shapes of one view (the fast path of ``phantom_shapes``).
+"""Vectorised rasterisation of all shapes of one view (the fast path of ``shapes``).
 
 Shapes are evaluated on 8x8 pixel tiles, a few hundred tiles per numpy pass with per-tile
 parameters broadcast over the tile's 64 pixels (no per-shape numpy calls). A tube's tiles lie
 on a grid of its own box; each tile is evaluated against every segment whose box touches it
 and keeps, per pixel, the segment of least normalised distance ``q`` (as
-:func:`phantom_shapes.rasterise`, shape by shape). Labels are painted as a per-pixel max of
+:func:`shapes.rasterise`, shape by shape). Labels are painted as a per-pixel max of
 a per-shape code (the highest-priority shape covering a pixel wins, as later painting does); activity is summed over shapes.
 Results equal the per-shape reference up to float rounding (tests/test_phantom.py).
 """
@@ -236,7 +236,7 @@ def rasterise_all(shapes, weights, ranks, h: int, w: int, binned: bool):
     """Rasterise ``shapes`` on an (h, w) frame (see the module docstring).
 
     Args:
-        shapes: list of :class:`phantom_shapes.Shape`.
+        shapes: list of :class:`shapes.Shape`.
         weights: per-shape activity factor (view attenuation).
         ranks: per-shape uint8 label code, higher wins (0 = paints no label), or None.
         binned: sum the activity into the 2x2-binned (h/2, w/2) frame.

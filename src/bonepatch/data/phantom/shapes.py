@@ -10,7 +10,7 @@ Coordinates are pixels (x, y) of the final image, x right, y down; the centre of
 - ``poly``: a convex polygon (scapula blade, label-only rib-cage region).
 
 :func:`rasterise` draws one shape on its window; it is the readable reference of the
-vectorised :func:`phantom_raster.rasterise_all` that renders use (tests compare the two).
+vectorised :func:`raster.rasterise_all` that renders use (tests compare the two).
 
 Each shape carries a label id (0 = paints no label: unlabelled bones, organs, artefacts), a
 label padding in pixels (the label footprint is the shape grown by ``pad``: closes disc gaps and

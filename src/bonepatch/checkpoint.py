@@ -1,4 +1,9 @@
-"""Load a trained model from a Lightning checkpoint alone (its config travels inside it)."""
+"""The bonepatch checkpoint format: what a run writes into its Lightning checkpoint, and how a
+model is loaded back from that file alone (its config travels inside it).
+
+A Lightning checkpoint dict plus ``checkpoint["bonepatch"] = {"format": 1, "version": str,
+"config": resolved run config dict}``; the weights are ``state_dict`` entries ``model.*``.
+"""
 from __future__ import annotations
 
 import pickle
@@ -10,11 +15,17 @@ from omegaconf import OmegaConf
 
 from . import __version__
 
+FORMAT = 1
 SUPPORTED_FORMATS = (1,)
 
 
 class CheckpointError(ValueError):
     """A checkpoint that is not ours, is unreadable, or comes from an incompatible version."""
+
+
+def stamp_checkpoint(checkpoint: dict, config: dict) -> None:
+    """Write the bonepatch entry (format, version, resolved run config) into a checkpoint dict."""
+    checkpoint["bonepatch"] = {"format": FORMAT, "version": __version__, "config": config}
 
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict:

@@ -1,4 +1,4 @@
-"""Limbs and pelvis of the phantom skeleton (body units, see :mod:`phantom_body`).
+"""Limbs and pelvis of the phantom skeleton (body units, see :mod:`body`).
 
 ``side`` 0 is the image-left limb of the anterior view (x < midline, keypoint suffix ``_l``),
 1 the image-right one. Forearms, hands, patellae, tibiae, fibulae and feet paint no label.

@@ -3,7 +3,7 @@
 Physics of one view (all deterministic given the subject's draws):
 
 1. Bone, organ and artefact shapes are rasterised at full resolution (all at once,
-   :mod:`phantom_raster`) into an activity map (sum of projections, each shape weighted by
+   :mod:`raster`) into an activity map (sum of projections, each shape weighted by
    ``exp(-mu * thickness * distance to the camera side)``), summed straight into 2x2 bins, and,
    with the view's :data:`PAINT_ORDER` as priority, into the label map.
 2. Soft tissue (body outline) is rasterised at half resolution and added to the binned
@@ -20,10 +20,10 @@ import numpy as np
 from scipy.ndimage import gaussian_filter1d
 from scipy.special import gammaln
 
-from bonepatch.anatomy import CLASS_IDS, FLIP_INDEX, KEYPOINT_IDS, NUM_KEYPOINTS
-from bonepatch.data.phantom_body import PAINT_ORDER, Body
-from bonepatch.data.phantom_raster import rasterise_all
-from bonepatch.data.phantom_shapes import Shape, attenuation
+from bonepatch.anatomy import CLASS_IDS, KEYPOINT_IDS, NUM_KEYPOINTS, swap_sides
+from bonepatch.data.phantom.body import PAINT_ORDER, Body
+from bonepatch.data.phantom.raster import rasterise_all
+from bonepatch.data.phantom.shapes import Shape, attenuation
 
 LESION_SITES = {"spine": 0.4, "pelvis": 0.17, "rib": 0.2, "femur": 0.1, "skull": 0.08, "humerus": 0.05}
 
@@ -86,7 +86,7 @@ def keypoints(body: Body, height: int, width: int) -> np.ndarray:
         x, y = _keypoint_end(shape, top)
         if 0.5 <= y <= height - 1.5 and 0 <= x <= width - 1:
             kp[KEYPOINT_IDS[name]] = (x, y, 1.0)
-    return kp[list(FLIP_INDEX)] if body.post else kp
+    return swap_sides(kp) if body.post else kp
 
 
 def _upsample2(a: np.ndarray) -> np.ndarray:

@@ -92,3 +92,16 @@ def test_patch_margins_from_config_and_validation():
         A.RegionPatch("t", ("c7",), ("rib",), (("below", 0.4),))
     with pytest.raises(ValueError, match="margins"):
         A.RegionPatch("t", ("c7",), ("rib",), {"top": -1})
+
+
+def test_patch_config_equals_the_default_patches():
+    """conf/patches/default.yaml is what the models use; anatomy.DEFAULT_PATCHES is what code and
+    docs assume: they must not drift apart."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from bonepatch.anatomy import DEFAULT_PATCHES, as_patches
+
+    spec = OmegaConf.to_container(OmegaConf.load(Path(__file__).resolve().parents[1] / "conf/patches/default.yaml"))
+    assert as_patches(spec) == DEFAULT_PATCHES

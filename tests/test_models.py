@@ -1,8 +1,6 @@
 """Models: preprocess, keypoint net, segmenter, the pipeline and the baselines (tiny sizes)."""
 import pytest
 import torch
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from bonepatch.anatomy import CLASS_IDS, DEFAULT_PATCHES, NUM_CLASSES
 from bonepatch.geometry import heatmaps as hm
@@ -175,21 +173,6 @@ def test_baselines():
     assert out.logits.shape == (1, NUM_CLASSES, H, W) and out.keypoints is None
     assert torch.allclose(out.logits.exp().sum(1), torch.ones(1, H, W), atol=1e-4)
     assert out.boxes.shape[1] == out.patch_logits.shape[0] == 5  # 5 rows x 1 column of 64 px
-
-
-@pytest.mark.parametrize("name", ["pipeline", "single_stage", "fixed_patch"])
-def test_hydra_configs_instantiate(name):
-    cfg = OmegaConf.create({"model": OmegaConf.load(f"conf/model/{name}.yaml"),
-                            "preprocess": OmegaConf.load("conf/preprocess/none.yaml"),
-                            "patches": OmegaConf.load("conf/patches/default.yaml")})
-    if name == "pipeline":
-        cfg.model.keypoint_net.backbone, cfg.model.keypoint_net.input_size = "test_resnet", [128, 32]
-        cfg.model.patch_size = [64, 64]
-    if name == "fixed_patch":
-        cfg.model.patch_size = [128, 64]
-    model = instantiate(cfg.model).eval()
-    with torch.inference_mode():
-        assert model(_image(1)).logits.shape == (1, NUM_CLASSES, H, W)
 
 
 def test_call_decoder_supports_both_smp_decoder_signatures():

@@ -1,6 +1,6 @@
 """Anatomy shared by every stage: label ids, keypoints, flip pairs, region patches.
 
-Conventions (DESIGN.md): coordinates are pixels (x, y), x to the right, y down, the centre of
+Conventions (docs/DESIGN.md): coordinates are pixels (x, y), x to the right, y down, the centre of
 pixel ``[row, col]`` is at ``(x=col, y=row)``. ``_l`` / ``_r`` are IMAGE sides (``_l`` = smaller x).
 
 >>> NUM_CLASSES, NUM_KEYPOINTS
@@ -183,7 +183,7 @@ def _end(mask: np.ndarray, top: bool, band: int = 2, min_pixels: int = 4) -> tup
 
 
 def keypoints_from_mask(label_map: np.ndarray) -> np.ndarray:
-    """The 16 keypoints of DESIGN.md derived from a label map.
+    """The 16 keypoints of docs/DESIGN.md derived from a label map.
 
     Args:
         label_map: (H, W) integer array with the ids of ``CLASSES``.

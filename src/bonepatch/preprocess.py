@@ -1,7 +1,7 @@
 """Input checks and intensity preprocessing of raw bone scan counts (not learned).
 
 Convention: images are float (B, 1, H, W) raw counts >= 0. After :class:`Preprocess` they are
-in [0, 1]. CLAHE runs on kornia's fast path under ``no_grad`` (DESIGN.md: the differentiable
+in [0, 1]. CLAHE runs on kornia's fast path under ``no_grad`` (docs/DESIGN.md: the differentiable
 path is ~100x slower and the input needs no gradient).
 
 >>> x = torch.rand(2, 1, 64, 32) * 500

@@ -20,7 +20,7 @@ import torch
 from bonepatch.anatomy import DEFAULT_PATCHES, KEYPOINTS, NUM_KEYPOINTS, RegionPatch
 
 # A mean upright body (x / W, y / H) for 1024 x 256 frames: body height ~0.67 of the frame from
-# ~0.025, segment fractions after Drillis & Contini (DESIGN.md). Used as the fallback box prior.
+# ~0.025, segment fractions after Drillis & Contini (docs/DESIGN.md). Used as the fallback box prior.
 _PRIOR = {
     "skull_top": (0.50, 0.025), "skull_base": (0.50, 0.105), "c7": (0.50, 0.139),
     "t12": (0.50, 0.266), "l5": (0.50, 0.333), "sacrum_tip": (0.50, 0.373),

@@ -2,7 +2,7 @@
 
 The body is laid out in units of body height ``u`` (vertex at y=0, feet at y=1, x from the
 midline, image-left = -1 side on the anterior view), after Drillis & Contini proportions
-(DESIGN.md), then placed, rotated and - for the posterior view - mirrored left-right. Children
+(docs/DESIGN.md), then placed, rotated and - for the posterior view - mirrored left-right. Children
 get a larger head (everything below the chin is compressed to fit). The posterior view is the
 same subject seen from behind: the same shapes mirrored, with view-specific labels (no sternum,
 long cervical column, rib stripes, scapula over the ribs) and attenuation (``depth``).

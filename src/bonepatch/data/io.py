@@ -237,11 +237,8 @@ def read_views(path, force: bool = False) -> list[ScanView]:
     return views
 
 
-def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A label map (H, W) int64 with ids 0..12 from a PNG/TIFF (gray or palette indices) or NPY.
-
-    ``shape``: the (H, W) of its image; a different mask size is an error.
-    """
+def read_label_values(path) -> np.ndarray:
+    """The 2-D integer array of a mask file, its ids not yet checked (``read_mask`` checks them)."""
     path = Path(path)
     if not path.is_file():
         _fail(path, "does not exist or is not a file", "check the path")
@@ -256,6 +253,16 @@ def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
               "save the mask as a single-channel image of label ids 0..12 (8-bit PNG)")
     if not (np.issubdtype(mask.dtype, np.integer) or np.array_equal(mask, np.round(mask))):
         _fail(path, "has non-integer label values", "save the mask as integer label ids 0..12")
+    return mask
+
+
+def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A label map (H, W) int64 with ids 0..12 from a PNG/TIFF (gray or palette indices) or NPY.
+
+    ``shape``: the (H, W) of its image; a different mask size is an error.
+    """
+    path = Path(path)
+    mask = read_label_values(path)
     if shape is not None and tuple(mask.shape) != tuple(shape):
         _fail(path, f"mask size {mask.shape} differs from its image size {tuple(shape)}",
               "save the mask at the image's size (nearest-neighbour resize)")

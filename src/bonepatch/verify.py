@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from .anatomy import CLASS_IDS, NUM_CLASSES
@@ -116,6 +116,19 @@ def check_item(item: Item) -> list[Problem]:
     return problems
 
 
+def _folder_view(case) -> str:
+    """A FolderDataset case's view: ANT/POST words in its id, else its keypoints JSON, else unknown."""
+    from .data.bs80k_layout import view_of
+
+    view = view_of(Path(case.case_id))
+    if view == "unknown" and case.keypoints is not None:
+        try:
+            view = str(json.loads(Path(case.keypoints).read_text()).get("view", "unknown"))
+        except (OSError, ValueError, AttributeError):
+            pass
+    return view
+
+
 def _folder_items(data: DictConfig) -> tuple[list[Item], list[Problem], list[str], Path | None]:
     """Items of every FolderDataset split of a config; other datasets (phantom) have none."""
     items, problems, notes, root, members = {}, [], [], None, {}
@@ -133,7 +146,7 @@ def _folder_items(data: DictConfig) -> tuple[list[Item], list[Problem], list[str
             continue
         root = ds.root
         for c in ds.cases:
-            view = "posterior" if "post" in c.case_id.lower() else "anterior"
+            view = _folder_view(c)
             items[(str(c.image), c.frame)] = Item(str(c.image), c.frame, c.mask and str(c.mask), view)
             members.setdefault(c.case_id, set()).add(split)
     leaked = sorted(k for k, s in members.items() if len(s) > 1)

@@ -81,8 +81,8 @@ def check_item(item: Item) -> list[Problem]:
     problems, shape = [], None
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # "no body found" is not a dataset problem
-            views = read_views(item.image, force=True)
+            warnings.simplefilter("ignore")
+            views = read_views(item.image, force=True, check_body=False)  # "no body" is not a data problem
         shape = views[item.frame].image.shape if item.frame < len(views) else None
         if shape is None:
             problems.append(Problem("unreadable", item.image, f"has no frame {item.frame}", "check the file"))

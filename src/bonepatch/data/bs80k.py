@@ -49,7 +49,7 @@ class BS80KDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict:
         case = self.cases[index]
-        image = read_views(case.image)[0].image
+        image = read_views(case.image, check_body=False)[0].image  # verify checked the files
         mask = read_mask(case.mask, image.shape)
         kp = self._derived_keypoints(case.mask, mask)
         spacing = math.nan

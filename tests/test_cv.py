@@ -112,3 +112,17 @@ def test_stored_choice_is_applied_by_predict_and_old_checkpoints_mean_none(tiny_
 def test_cv_refuses_folders_without_metrics(tmp_path):
     with pytest.raises(SystemExit, match="metrics_val.json"):
         cv.main([str(tmp_path)])
+
+
+def test_checkpoint_folders_give_one_checkpoint_per_run(tmp_path):
+    names = ["m/0/checkpoints/best-epoch001.ckpt", "m/0/checkpoints/last.ckpt", "m/1/checkpoints/last.ckpt",
+             "s/checkpoints/0_keypoint/last.ckpt", "s/checkpoints/2_joint/best-epoch003.ckpt",
+             "s/checkpoints/2_joint/last.ckpt", "plain/a.ckpt", "plain/b.ckpt"]
+    for n in names:
+        (tmp_path / n).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / n).write_text("x")
+    rel = lambda spec: [str(p.relative_to(tmp_path)) for p in checkpoint_files(spec)]  # noqa: E731
+    assert rel(tmp_path / "m") == ["m/0/checkpoints/best-epoch001.ckpt", "m/1/checkpoints/last.ckpt"]
+    assert rel(tmp_path / "s") == ["s/checkpoints/2_joint/best-epoch003.ckpt"]  # a staged run: its last stage
+    assert rel([str(tmp_path / "plain"), str(tmp_path / "m" / "1")]) == [
+        "plain/a.ckpt", "plain/b.ckpt", "m/1/checkpoints/last.ckpt"]

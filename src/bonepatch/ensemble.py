@@ -13,6 +13,7 @@ keypoints, confidences and boxes are the members' means.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -49,19 +50,31 @@ class EnsembleModel(nn.Module):
                               _mean([o.confidence for o in outs]), boxes=_mean([o.boxes for o in outs]))
 
 
+def _run_checkpoints(folder: Path) -> list[Path]:
+    """The checkpoints a folder stands for: per folder holding ``*.ckpt`` below it, the best
+    (``best-*.ckpt``, else ``last.ckpt``) of a run's checkpoint folder (of a staged run: its last
+    stage ``<i>_<stage>/``), or every ``*.ckpt`` of a folder of other names."""
+    dirs = sorted({p.parent for p in folder.rglob("*.ckpt")})
+    stages = [d for d in dirs if re.fullmatch(r"\d+_\w+", d.name)]
+    last_stage = {d.parent: max((s for s in stages if s.parent == d.parent), key=lambda s: int(s.name.split("_")[0]))
+                  for d in stages}
+    found = []
+    for d in dirs:
+        if d in stages and last_stage[d.parent] != d:
+            continue
+        best, last = sorted(d.glob("best-*.ckpt")), d / "last.ckpt"
+        found += best[-1:] if best else [last] if last.is_file() else sorted(d.glob("*.ckpt"))
+    return found
+
+
 def checkpoint_files(spec) -> list[Path]:
-    """Checkpoint files of ``ckpt=``: a file, a list of files / folders, or a folder: its ``*.ckpt``
-    files, else below it the best checkpoint (``best-*.ckpt``, else ``last.ckpt``) of each
-    ``checkpoints`` folder (one per fold of a ``-m`` run)."""
+    """Checkpoint files of ``ckpt=``: a file, a folder (``_run_checkpoints``: one per run, e.g. per
+    fold of a ``-m`` run), or a list of those."""
     specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
     files: list[Path] = []
     for s in map(Path, map(str, specs)):
         if s.is_dir():
-            found = sorted(s.glob("*.ckpt"))
-            if not found:
-                for folder in sorted({p.parent for p in s.rglob("*.ckpt")}):
-                    best = sorted(folder.glob("best-*.ckpt"))
-                    found += best[-1:] or sorted(folder.glob("last.ckpt"))
+            found = _run_checkpoints(s)
             if not found:
                 raise CheckpointError(f"{s}: no .ckpt files in this folder or below it; give checkpoint files")
             files += found

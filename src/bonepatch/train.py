@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from .anatomy import CLASSES, NUM_KEYPOINTS, as_patches
-from .checkpoint import set_postprocess
+from .checkpoint import CheckpointError, set_postprocess
 from .postprocess import PostprocessSelector
 
 log = logging.getLogger("bonepatch")
@@ -143,7 +143,10 @@ def choose_postprocess(trainer: L.Trainer, module, datamodule, cfg: DictConfig) 
     module.postprocess = choice
     if trainer.is_global_zero:
         for path in {best, getattr(ckpt, "last_model_path", "") or ""} - {""}:
-            set_postprocess(path, choice)
+            try:
+                set_postprocess(path, choice)
+            except (CheckpointError, OSError) as err:  # the weights are safe; only the choice is not stored
+                log.warning("post-processing choice not stored in %s: %s", path, err)
         data = cfg.data
         payload = {"split": "val", "fold": data.get("fold"), "view": data.get("view"), "checkpoint": best,
                    "classes": list(CLASSES[1:]), **(module.last_val_results or {}), "postprocess": choice}

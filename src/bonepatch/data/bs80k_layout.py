@@ -181,7 +181,7 @@ class Layout:
                     or any(p.startswith(".") for p in rel.parts) or any(s in path.resolve().parents for s in skip)):
                 continue
             num, view = numeric_id(path), view_of(rel)
-            labelled = num is not None and any((v, num) in self.cases for v in self.views)
+            labelled = num is not None and any(getattr(self.cases.get((v, num)), "mask", None) for v in self.views)
             if view == "unknown" or num is None:
                 if labelled:
                     self._add("unknown view", path, f"cannot tell the view of this scan (id {num} has masks)",

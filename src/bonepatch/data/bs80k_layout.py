@@ -174,7 +174,7 @@ class Layout:
             self._add("layout", folder, "scan folder not found", "set data.images to the folder of the BS-80K scans")
             return
         skip = {(self.root / d).resolve() for d in ("masks", "splits")}
-        unknown, unlabelled = 0, 0
+        unknown = 0
         for path in sorted(folder.rglob("*")):
             rel = path.relative_to(folder)
             if (not path.is_file() or path.suffix.lower() not in IMAGE_SUFFIXES
@@ -193,7 +193,6 @@ class Layout:
                 continue
             case = self.cases.get((view, num))
             if case is None:
-                unlabelled += 1
                 self.cases[(view, num)] = Case(view, num, None, path)
             elif case.image is not None:
                 self._add("duplicate id", path, f"{view} id {num} also used by {case.image}",

@@ -121,7 +121,7 @@ def _referenced(lay: Layout) -> dict[tuple[str, int], list[Path]]:
 
 def _check_pairs(lay: Layout) -> None:
     refs = _referenced(lay)
-    unlabelled = 0
+    unlabelled = []
     for (view, num), case in sorted(lay.cases.items()):
         if case.mask is not None and case.image is None:
             lay._add("mask without image", case.mask, f"no {view} scan with id {num} in {lay.images_dir}",
@@ -134,9 +134,10 @@ def _check_pairs(lay: Layout) -> None:
                          f"but masks/{view} has no mask with id {num}",
                          "add the mask or remove the id from the split lists")
             else:
-                unlabelled += 1
+                unlabelled.append(case_name(view, num))
     if unlabelled:
-        lay.notes.append(f"{unlabelled} scan(s) in {lay.images_dir} have no mask and are in no split: not used")
+        lay.notes.append(f"{len(unlabelled)} scan(s) in {lay.images_dir} have no mask and are in no split, "
+                         f"not used: {_ids(unlabelled)}")
 
 
 def _check_leakage(lay: Layout) -> None:

@@ -2,10 +2,13 @@
 model is loaded back from that file alone (its config travels inside it).
 
 A Lightning checkpoint dict plus ``checkpoint["bonepatch"] = {"format": 1, "version": str,
-"config": resolved run config dict}``; the weights are ``state_dict`` entries ``model.*``.
+"config": resolved run config dict}`` and optionally ``"postprocess": {"largest_component": [class
+names], ...}`` (``bonepatch.postprocess``: chosen on validation after training; absent = no
+post-processing); the weights are ``state_dict`` entries ``model.*``.
 """
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
@@ -23,9 +26,27 @@ class CheckpointError(ValueError):
     """A checkpoint that is not ours, is unreadable, or comes from an incompatible version."""
 
 
-def stamp_checkpoint(checkpoint: dict, config: dict) -> None:
-    """Write the bonepatch entry (format, version, resolved run config) into a checkpoint dict."""
+def stamp_checkpoint(checkpoint: dict, config: dict, postprocess: dict | None = None) -> None:
+    """Write the bonepatch entry (format, version, resolved run config, post-processing choice if
+    made) into a checkpoint dict."""
     checkpoint["bonepatch"] = {"format": FORMAT, "version": __version__, "config": config}
+    if postprocess is not None:
+        checkpoint["bonepatch"]["postprocess"] = postprocess
+
+
+def set_postprocess(path: str | Path, postprocess: dict) -> None:
+    """Store a post-processing choice in an existing bonepatch checkpoint file (atomic rewrite)."""
+    path = Path(path)
+    ckpt = read_checkpoint(path)
+    ckpt["bonepatch"]["postprocess"] = postprocess
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+
+
+def postprocess_of(ckpt: dict) -> dict | None:
+    """The stored post-processing choice of a checkpoint dict (None: older checkpoint, none chosen)."""
+    return ckpt.get("bonepatch", {}).get("postprocess")
 
 
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
@@ -59,11 +80,12 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
     return ckpt
 
 
-def load_model(path: str | Path, trust: bool = False) -> tuple[torch.nn.Module, dict]:
-    """(model in eval mode on the CPU, the run's resolved config dict) from a checkpoint."""
-    ckpt = read_checkpoint(path, trust=trust)
+def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on the CPU, resolved run config) from a checkpoint dict (``read_checkpoint``)."""
     config = ckpt["bonepatch"]["config"]
-    model = instantiate(OmegaConf.create(config["model"]))
+    model_cfg = dict(config["model"])
+    model_cfg.pop("init_from", None)  # the weights come from this checkpoint, not from the run's start
+    model = instantiate(OmegaConf.create(model_cfg))
     state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     try:
         model.load_state_dict(state)
@@ -71,3 +93,8 @@ def load_model(path: str | Path, trust: bool = False) -> tuple[torch.nn.Module, 
         raise CheckpointError(f"{path}: weights do not fit the model of its config "
                               f"({str(err).splitlines()[0]})") from err
     return model.eval(), config
+
+
+def load_model(path: str | Path, trust: bool = False) -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode on the CPU, the run's resolved config dict) from a checkpoint."""
+    return model_from_checkpoint(read_checkpoint(path, trust=trust), path)

@@ -21,6 +21,7 @@ from .checkpoint import stamp_checkpoint
 from .anatomy import CLASSES
 from .losses import SegmentationLoss
 from .metrics import dice_dict, make_metrics
+from .postprocess import apply_postprocess, chosen_classes
 
 STAGES = ("keypoint", "segment", "joint")
 
@@ -59,6 +60,8 @@ class BonePatchModule(L.LightningModule):
         teacher_forcing: {start, end, steps}: probability that a training batch's boxes come
             from the true keypoints (jittered by ``keypoint_jitter`` x body height, per keypoint).
         keypoint_lr_scale: learning-rate factor of the keypoint net's parameters.
+        pretrained_lr_scale: learning-rate factor of the parameters loaded by ``model.init_from``
+            (the model's ``pretrained_parameters``), on top of ``keypoint_lr_scale``.
         val_boxes: ``pred`` (real inference) or ``gt`` (oracle boxes) at validation/test.
         augment: optional batch augmentation module applied to training batches on device.
         metrics_path: where ``test`` writes its per-class results as JSON.
@@ -68,7 +71,7 @@ class BonePatchModule(L.LightningModule):
                  loss_weights: dict | None = None, teacher_forcing: dict | None = None,
                  keypoint_jitter: float = 0.01, keypoint_lr_scale: float = 1.0,
                  val_boxes: str = "pred", augment: torch.nn.Module | None = None,
-                 metrics_path: str | None = None):
+                 metrics_path: str | None = None, pretrained_lr_scale: float = 1.0):
         super().__init__()
         check_stage(model, stage)
         if val_boxes not in ("pred", "gt"):
@@ -80,8 +83,11 @@ class BonePatchModule(L.LightningModule):
         self.loss_weights = {k: float(v) for k, v in w.items()}
         self.teacher_forcing = {"start": 1.0, "end": 0.0, "steps": 0, **(teacher_forcing or {})}
         self.keypoint_jitter, self.keypoint_lr_scale = float(keypoint_jitter), float(keypoint_lr_scale)
-        self.metrics_path = metrics_path
+        self.metrics_path, self.pretrained_lr_scale = metrics_path, float(pretrained_lr_scale)
         self.run_config: dict | None = None  # the resolved run config, set by the driver
+        self.postprocess: dict | None = None  # choice made on validation (bonepatch.postprocess); used in test
+        self.postprocess_selector = None  # a PostprocessSelector while the driver makes that choice
+        self.last_val_results: dict | None = None
         self.seg_loss = SegmentationLoss()
         self.val_metrics, self.test_metrics = make_metrics(), make_metrics()
         if stage == "segment":
@@ -130,7 +136,12 @@ class BonePatchModule(L.LightningModule):
         loss = self._finish(split, losses, batch)
         if not train:
             metrics = self.val_metrics if split == "val" else self.test_metrics
-            metrics["dice"].update(out.logits.argmax(1), batch["mask"])
+            labels = out.logits.argmax(1)
+            if split == "val" and self.postprocess_selector is not None:
+                self.postprocess_selector.update(labels, batch["mask"])
+            if split == "test":
+                labels = apply_postprocess(labels, chosen_classes(self.postprocess))
+            metrics["dice"].update(labels, batch["mask"])
             if out.keypoints is not None:
                 metrics["kp"].update(out.keypoints, batch["keypoints"])
             self._last_eval = (batch, out)
@@ -173,28 +184,32 @@ class BonePatchModule(L.LightningModule):
         return results
 
     def on_validation_epoch_end(self):
-        self._log_metrics("val")
+        self.last_val_results = self._log_metrics("val")
 
     def on_test_epoch_end(self):
         results = self._log_metrics("test")
         if self.metrics_path and self.trainer.is_global_zero:
             path = Path(self.metrics_path)
             path.parent.mkdir(parents=True, exist_ok=True)
-            payload = {"model": type(self.model).__name__, "stage": self.stage,
-                       "classes": list(CLASSES[1:]), **results}
+            payload = {"model": type(self.model).__name__, "stage": self.stage, "classes": list(CLASSES[1:]),
+                       "postprocess": (self.postprocess or {}).get("largest_component", []), **results}
             path.write_text(json.dumps(payload, indent=2, allow_nan=True))
 
     # ---- optimisation ---------------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        kp_params, other = [], []
         kp_ids = {id(p) for p in self.model.keypoint_net.parameters()} if is_pipeline(self.model) else set()
-        for p in self.model.parameters():
-            if p.requires_grad:
-                (kp_params if id(p) in kp_ids else other).append(p)
+        pretrained = set(getattr(self.model, "pretrained_parameters", ()))  # names loaded by model.init_from
         base = self.optimizer_factory(params=[torch.nn.Parameter(torch.zeros(1))]).defaults["lr"]
-        groups = [g for g in ({"params": other, "name": "segmenter"},
-                              {"params": kp_params, "name": "keypoint_net",
-                               "lr": base * self.keypoint_lr_scale}) if g["params"]]
+        groups: dict[str, dict] = {}
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            part, scale = ("keypoint_net", self.keypoint_lr_scale) if id(p) in kp_ids else ("segmenter", 1.0)
+            if name in pretrained:
+                part, scale = f"{part}_pretrained", scale * self.pretrained_lr_scale
+            groups.setdefault(part, {"params": [], "name": part, "lr": base * scale})["params"].append(p)
+        order = ("segmenter", "keypoint_net", "segmenter_pretrained", "keypoint_net_pretrained")
+        groups = [groups[k] for k in order if k in groups]
         optimizer = self.optimizer_factory(params=groups)
         if self.scheduler_factory is None:
             return optimizer
@@ -203,4 +218,4 @@ class BonePatchModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Store the resolved config so ``predict.py`` needs only the checkpoint."""
-        stamp_checkpoint(checkpoint, self.run_config)
+        stamp_checkpoint(checkpoint, self.run_config, self.postprocess)

@@ -17,15 +17,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
 from tqdm import tqdm
 
 from . import predict_io as pio
-from .anatomy import (BONE_CLASSES, CLASSES, FLIP_INDEX, KEYPOINTS, PAIRED_CLASSES, flip_keypoints,
-                      mirror_to_anterior, side_masks)
+from .anatomy import BONE_CLASSES, CLASSES, FLIP_INDEX, KEYPOINTS, flip_keypoints, mirror_to_anterior
 from .geometry.resize import resize_counts, scale_points
 from .data.io import ScanView, body_found, is_dicom_file, read_views
-from .checkpoint import CheckpointError, load_model
+from .checkpoint import CheckpointError
+from .ensemble import load_models
+from .postprocess import keep_largest_components
 from .stats import region_stats
 from .viz import overlay
 
@@ -63,21 +63,6 @@ def model_geometry(config: dict) -> tuple[tuple[int, int], bool]:
     size = data.get("size") or [(data.get("config") or {}).get(k) for k in ("height", "width")]
     size = tuple(int(s) for s in size) if all(size) else DEFAULT_SIZE
     return size, bool(data.get("mirror_posterior", False))
-
-
-def keep_largest_components(label_map: np.ndarray) -> np.ndarray:
-    """(H, W) ids with only the largest 8-connected piece of each class (of each side for the
-    paired classes, split by ``anatomy.side_masks``); the rest becomes background."""
-    out = label_map.copy()
-    sides = side_masks(label_map)
-    for c in np.unique(label_map[label_map > 0]):
-        for side in (sides if c in PAIRED_CLASSES else (None,)):
-            mask = (label_map == c) if side is None else (label_map == c) & side
-            pieces, n = ndimage.label(mask, structure=np.ones((3, 3)))
-            if n > 1:
-                largest = np.bincount(pieces.ravel())[1:].argmax() + 1
-                out[(pieces > 0) & (pieces != largest)] = 0
-    return out
 
 
 class Predictor:
@@ -153,8 +138,8 @@ def _view_outputs(out: Path, prefix: str, view: ScanView, pred: ViewPrediction, 
                   save_probs: bool, overwrite: bool) -> tuple[dict, np.ndarray]:
     """Write one view's files; returns (its summary statistics, its label map (H, W))."""
     labels = pred.labels
-    if largest_component:
-        labels = keep_largest_components(labels)
+    if largest_component:  # True: every class; a tuple of ids: those (the checkpoint's choice)
+        labels = keep_largest_components(labels, None if largest_component is True else largest_component)
     spacing = view.spacing_mm if view.spacing_mm else None
     stats = region_stats(labels, view.image, spacing)
     kp = None if pred.keypoints is None else np.concatenate([pred.keypoints, pred.confidence[:, None]], 1)
@@ -192,7 +177,8 @@ def predict(ckpt, inputs, output, device="auto", batch_size=4, progress=True, fo
             pio.require_highdicom()  # before any work
         except ImportError as err:
             raise PredictError(str(err)) from err
-    model, config = load_model(ckpt, trust=trust_checkpoint)
+    model, config, chosen = load_models(ckpt, trust=trust_checkpoint)  # a checkpoint, a list or a folder: ensemble
+    largest_component = True if largest_component else chosen  # chosen: the classes post-processing on validation picked
     size, mirror = model_geometry(config)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
     predictor = Predictor(model, size, device, mirror, tta_flip, batch_size)

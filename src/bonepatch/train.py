@@ -1,6 +1,7 @@
 """Training driver behind ``train.py``: config checks, stages, fit, test, metric for sweeps."""
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -10,7 +11,9 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from .anatomy import NUM_KEYPOINTS, as_patches
+from .anatomy import CLASSES, NUM_KEYPOINTS, as_patches
+from .checkpoint import CheckpointError, set_postprocess
+from .postprocess import PostprocessSelector
 
 log = logging.getLogger("bonepatch")
 
@@ -70,6 +73,10 @@ def _make_trainer(cfg: DictConfig, stage_dir: str) -> L.Trainer:
 def run(cfg: DictConfig) -> float | None:
     """Train (one stage or several), test, and return ``cfg.optimized_metric``."""
     check_config(cfg)
+    if cfg.data.get("verify", True):  # every file of the data read once (cached) before anything else
+        from .verify import require_verified
+
+        require_verified(cfg.data)
     L.seed_everything(cfg.seed, workers=True)
     torch.set_float32_matmul_precision("high")
     resume = resolve_ckpt_path(cfg)
@@ -97,7 +104,11 @@ def run(cfg: DictConfig) -> float | None:
                 state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
                 module.load_state_dict(state)
     metric = _metric(trainer, cfg.optimized_metric)
-    if cfg.get("test", True):
+    if cfg.get("train", True) and cfg.get("postprocess_on_val", True):
+        choose_postprocess(trainer, module, datamodule, cfg)
+    if cfg.get("test", True) and datamodule.datasets.get("test") is None:
+        log.info("no test split in the data: test skipped")
+    elif cfg.get("test", True):
         best = getattr(trainer.checkpoint_callback, "best_model_path", "") if cfg.get("train", True) else ""
         trainer.test(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True)
     log.info("%s = %s; outputs in %s", cfg.optimized_metric, metric, cfg.paths.output_dir)
@@ -113,3 +124,35 @@ def _metric(trainer: L.Trainer | None, name: str) -> float | None:
         return None
     value = float(value)
     return None if math.isnan(value) else value
+
+
+def choose_postprocess(trainer: L.Trainer, module, datamodule, cfg: DictConfig) -> dict | None:
+    """Validate the best checkpoint once more; choose keep-largest-component per class where it
+    raises validation Dice (``bonepatch.postprocess``); store the choice in the best and last
+    checkpoints; write ``metrics_val.json`` (per-class Dice of that validation, the fold, the choice)."""
+    if datamodule.datasets.get("val") is None or not trainer.limit_val_batches:
+        return None
+    ckpt = trainer.checkpoint_callback
+    best = getattr(ckpt, "best_model_path", "") or ""
+    module.postprocess_selector = PostprocessSelector()
+    try:
+        trainer.validate(module, datamodule=datamodule, ckpt_path=best or None, weights_only=True, verbose=False)
+        choice = module.postprocess_selector.compute()
+    finally:
+        module.postprocess_selector = None
+    module.postprocess = choice
+    if trainer.is_global_zero:
+        for path in {best, getattr(ckpt, "last_model_path", "") or ""} - {""}:
+            try:
+                set_postprocess(path, choice)
+            except (CheckpointError, OSError) as err:  # the weights are safe; only the choice is not stored
+                log.warning("post-processing choice not stored in %s: %s", path, err)
+        data = cfg.data
+        payload = {"split": "val", "fold": data.get("fold"), "view": data.get("view"), "checkpoint": best,
+                   "classes": list(CLASSES[1:]), **(module.last_val_results or {}), "postprocess": choice}
+        out = Path(cfg.paths.output_dir) / "metrics_val.json"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(payload, indent=2, allow_nan=True))
+    log.info("post-processing chosen on validation: keep the largest piece of %s",
+             choice["largest_component"] or "no class")
+    return choice

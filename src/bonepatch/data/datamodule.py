@@ -26,8 +26,9 @@ class BoneScanDataModule(L.LightningDataModule):
     def __init__(self, train_dataset: Dataset | None = None, val_dataset: Dataset | None = None,
                  test_dataset: Dataset | None = None, batch_size: int = 4, num_workers: int = 0,
                  pin_memory: bool = False, persistent_workers: bool | None = None,
-                 predict_dataset: Dataset | None = None):
+                 predict_dataset: Dataset | None = None, verify: bool = True):
         super().__init__()
+        self.verify = verify  # read by bonepatch.train: run bonepatch.verify on the data first
         if batch_size < 1 or num_workers < 0:
             raise ValueError(f"batch_size must be >= 1 and num_workers >= 0, got {batch_size}, {num_workers}")
         self.datasets = {"train": train_dataset, "val": val_dataset, "test": test_dataset,

@@ -208,13 +208,14 @@ def is_dicom_file(path: Path) -> bool:
     return path.suffix.lower() in (".dcm", ".dicom") or (path.suffix == "" and pydicom.misc.is_dicom(path))
 
 
-def read_views(path, force: bool = False) -> list[ScanView]:
+def read_views(path, force: bool = False, check_body: bool = True) -> list[ScanView]:
     """All planar views in ``path``: one, or two for an anterior/posterior DICOM.
 
     Args:
         path: a DICOM (NM, 1 or 2 frames; other modalities only with ``force``; DICOM files may
             lack a suffix), PNG, JPG, TIFF (8- or 16-bit grayscale) or NPY (2-D) file.
         force: read a DICOM whatever its modality.
+        check_body: warn when no body is found in a view (``body_found``, ~20 ms a view).
 
     Returns:
         ScanViews with float32 (H, W) counts. Warns when no body is found in a view.
@@ -230,18 +231,15 @@ def read_views(path, force: bool = False) -> list[ScanView]:
         views = [ScanView(_check_counts(pixels, path), view, None, str(path), 0, view == "posterior")]
     else:
         _fail(path, f"has an unsupported file type {path.suffix!r}", f"use one of {IMAGE_SUFFIXES}")
-    for v in views:
+    for v in views if check_body else ():
         if not body_found(v.image):
             warnings.warn(f"{path} (frame {v.frame}): no body found, the scan looks empty or noise only",
                           stacklevel=2)
     return views
 
 
-def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """A label map (H, W) int64 with ids 0..12 from a PNG/TIFF (gray or palette indices) or NPY.
-
-    ``shape``: the (H, W) of its image; a different mask size is an error.
-    """
+def read_label_values(path) -> np.ndarray:
+    """The 2-D integer array of a mask file, its ids not yet checked (``read_mask`` checks them)."""
     path = Path(path)
     if not path.is_file():
         _fail(path, "does not exist or is not a file", "check the path")
@@ -256,6 +254,16 @@ def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
               "save the mask as a single-channel image of label ids 0..12 (8-bit PNG)")
     if not (np.issubdtype(mask.dtype, np.integer) or np.array_equal(mask, np.round(mask))):
         _fail(path, "has non-integer label values", "save the mask as integer label ids 0..12")
+    return mask
+
+
+def read_mask(path, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """A label map (H, W) int64 with ids 0..12 from a PNG/TIFF (gray or palette indices) or NPY.
+
+    ``shape``: the (H, W) of its image; a different mask size is an error.
+    """
+    path = Path(path)
+    mask = read_label_values(path)
     if shape is not None and tuple(mask.shape) != tuple(shape):
         _fail(path, f"mask size {mask.shape} differs from its image size {tuple(shape)}",
               "save the mask at the image's size (nearest-neighbour resize)")

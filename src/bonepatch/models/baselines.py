@@ -23,15 +23,17 @@ from bonepatch.geometry.crop_paste import crop_patches, paste_patches, with_back
 from bonepatch.models.pipeline import PipelineOutput, build
 from bonepatch.models.segmenter import PatchSegmenter
 from bonepatch.preprocess import Preprocess
+from bonepatch.pretrained import load_pretrained
 
 
 class SingleStageSegmenter(nn.Module):
     """Whole image -> logits (B, C, H, W) with one PatchSegmenter (no region conditioning)."""
 
-    def __init__(self, segmenter=None, preprocess=None):
+    def __init__(self, segmenter=None, preprocess=None, init_from=None):
         super().__init__()
         self.preprocess = build(preprocess, Preprocess)
         self.segmenter = build(segmenter, PatchSegmenter, num_regions=1, conditioning="none")
+        self.pretrained_parameters = load_pretrained(self, init_from)  # fine-tuning (bonepatch.pretrained)
 
     def forward(self, image: torch.Tensor, keypoints: torch.Tensor | None = None) -> PipelineOutput:
         """``keypoints`` is accepted for a uniform interface and ignored."""
@@ -54,13 +56,14 @@ class FixedGridPatchSegmenter(nn.Module):
     """
 
     def __init__(self, segmenter=None, preprocess=None, patch_size=(192, 192), overlap: float = 0.25,
-                 blend_flat: float = 0.5):
+                 blend_flat: float = 0.5, init_from=None):
         super().__init__()
         if not 0 <= overlap < 1:
             raise ValueError(f"overlap must be in [0, 1), got {overlap}")
         self.preprocess = build(preprocess, Preprocess)
         self.segmenter = build(segmenter, PatchSegmenter, num_regions=1, conditioning="none")
         self.patch_size, self.overlap, self.blend_flat = (int(patch_size[0]), int(patch_size[1])), float(overlap), float(blend_flat)
+        self.pretrained_parameters = load_pretrained(self, init_from)
 
     def grid_boxes(self, image_size, batch: int, device=None) -> torch.Tensor:
         """(B, R, 4, 2) grid boxes for an image of ``image_size`` (H, W)."""

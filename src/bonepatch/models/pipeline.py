@@ -24,6 +24,7 @@ from bonepatch.geometry.crop_paste import blend_probabilities, crop_labels, crop
 from bonepatch.models.keypoint_net import KeypointNet
 from bonepatch.models.segmenter import PatchSegmenter
 from bonepatch.preprocess import Preprocess
+from bonepatch.pretrained import load_pretrained
 
 
 @dataclass
@@ -67,13 +68,14 @@ class KeypointPatchSegmenter(nn.Module):
             joint training from scratch scales it down (1.0 = plain joint gradient).
         restrict_classes: suppress classes a region may not predict (in the segmenter and paste).
         jitter_position, jitter_scale: random box jitter while training on given keypoints.
+        init_from: weights to start from (``bonepatch.pretrained``; fine-tuning), or None.
     """
 
     def __init__(self, keypoint_net, segmenter, preprocess=None, patches=None, patch_size=(192, 192),
                  margin: float = 0.15, min_size: float = 32.0, min_confidence: float = 0.3,
                  detach_boxes: bool = False, box_grad_scale: float = 1.0, restrict_classes: bool = True,
                  jitter_position: float = 0.0,
-                 jitter_scale: float = 0.0, blend_flat: float = 0.5):
+                 jitter_scale: float = 0.0, blend_flat: float = 0.5, init_from=None):
         super().__init__()
         self.patches = as_patches(patches)
         allowed = [p.class_ids for p in self.patches]
@@ -94,6 +96,7 @@ class KeypointPatchSegmenter(nn.Module):
         for r, ids in enumerate(allowed):
             table[r, ids] = torch.tensor(ids)
         self.register_buffer("target_table", table, persistent=False)
+        self.pretrained_parameters = load_pretrained(self, init_from)
 
     @property
     def num_regions(self) -> int:

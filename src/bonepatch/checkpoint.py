@@ -5,6 +5,13 @@ A Lightning checkpoint dict plus ``checkpoint["bonepatch"] = {"format": 1, "vers
 "config": resolved run config dict}`` and optionally ``"postprocess": {"largest_component": [class
 names], ...}`` (``bonepatch.postprocess``: chosen on validation after training; absent = no
 post-processing); the weights are ``state_dict`` entries ``model.*``.
+
+A *weights file* (``export_weights``; the default weights shipped in ``bonepatch/weights/``) is the
+same dict without the optimiser and trainer state, its floating tensors in half precision:
+everything that reads a checkpoint reads it. ``ckpt=default`` / ``model.init_from=default`` name
+the shipped file (``resolve_checkpoint``).
+
+    python -m bonepatch.checkpoint export CKPT OUT.pt     # strip a run's checkpoint to weights
 """
 from __future__ import annotations
 
@@ -20,6 +27,8 @@ from . import __version__
 
 FORMAT = 1
 SUPPORTED_FORMATS = (1,)
+#: The weights shipped with the package (``ckpt=default``); see docs/model_card.md.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.pt"
 
 
 class CheckpointError(ValueError):
@@ -98,3 +107,57 @@ def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> tuple[
 def load_model(path: str | Path, trust: bool = False) -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on the CPU, the run's resolved config dict) from a checkpoint."""
     return model_from_checkpoint(read_checkpoint(path, trust=trust), path)
+
+
+def resolve_checkpoint(spec) -> Path:
+    """The file that ``ckpt=`` / ``model.init_from=`` names: None or ``default`` is the package's
+    shipped weights (``DEFAULT_WEIGHTS``), anything else a path."""
+    if spec is None or str(spec) == "default":
+        if not DEFAULT_WEIGHTS.is_file():
+            raise CheckpointError(f"this install has no default weights ({DEFAULT_WEIGHTS} is missing); "
+                                  "reinstall bonepatch, or train a model (python train.py experiment=joint) "
+                                  "and pass ckpt=PATH")
+        return DEFAULT_WEIGHTS
+    return Path(str(spec)).expanduser()
+
+
+def export_weights(source: str | Path, out: str | Path, half: bool = True) -> Path:
+    """Write the model weights of checkpoint ``source`` (+ its bonepatch entry) to ``out``: no
+    optimiser, no trainer state, floating tensors in float16 unless ``half=False``. The model is
+    loaded back in float32 by ``load_model`` (and ``weights_only=True`` reads it)."""
+    ckpt = read_checkpoint(source)
+    info = dict(ckpt["bonepatch"])
+    config = dict(info["config"])
+    config["model"] = {k: v for k, v in dict(config["model"]).items() if k != "init_from"}
+    info.update(config=config, weights_of=Path(source).name, dtype="float16" if half else "float32")
+    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save({"bonepatch": info, "state_dict": state}, tmp)
+    os.replace(tmp, out)
+    return out
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m bonepatch.checkpoint",
+                                description="Checkpoint tools: export a run's checkpoint as a weights file.")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("export", help="model weights + config only, float16 (the shipped-weights format)")
+    e.add_argument("ckpt", type=Path)
+    e.add_argument("out", type=Path)
+    e.add_argument("--float32", action="store_true", help="keep float32 tensors")
+    a = p.parse_args(argv)
+    try:
+        out = export_weights(a.ckpt, a.out, half=not a.float32)
+    except CheckpointError as err:
+        p.exit(2, f"error: {err}\n")
+    print(f"{out}: {out.stat().st_size / 2**20:.1f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

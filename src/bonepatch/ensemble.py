@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .checkpoint import CheckpointError, model_from_checkpoint, postprocess_of, read_checkpoint
+from .checkpoint import CheckpointError, model_from_checkpoint, postprocess_of, read_checkpoint, resolve_checkpoint
 from .models.pipeline import PipelineOutput
 from .postprocess import chosen_classes, combine
 
@@ -70,9 +70,9 @@ def _run_checkpoints(folder: Path) -> list[Path]:
 def checkpoint_files(spec) -> list[Path]:
     """Checkpoint files of ``ckpt=``: a file, a folder (``_run_checkpoints``: one per run, e.g. per
     fold of a ``-m`` run), or a list of those."""
-    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    specs = [spec] if spec is None or isinstance(spec, (str, Path)) else list(spec)
     files: list[Path] = []
-    for s in map(Path, map(str, specs)):
+    for s in map(resolve_checkpoint, specs):  # "default": the shipped weights
         if s.is_dir():
             found = _run_checkpoints(s)
             if not found:

@@ -20,8 +20,10 @@ log = logging.getLogger("bonepatch")
 
 
 def resolve_init_from(spec) -> Path:
-    """The weights file named by ``model.init_from``."""
-    path = Path(str(spec)).expanduser()
+    """The weights file named by ``model.init_from`` (``default``: the shipped weights)."""
+    from bonepatch.checkpoint import resolve_checkpoint
+
+    path = resolve_checkpoint(spec)
     if not path.is_file():
         raise FileNotFoundError(f"model.init_from={spec}: no such file; give a checkpoint written by train.py "
                                 "(e.g. logs/joint/runs/<date>/checkpoints/last.ckpt) or a state_dict file")

@@ -84,7 +84,7 @@ def test_names_ids_views_and_class_aliases():
 
 
 def test_datamodule_folds_views_and_mirroring(bs80k):
-    dm = BS80KDataModule(**{k: v for k, v in OmegaConf.to_container(_data_cfg(bs80k, fold=2)).items()
+    dm = BS80KDataModule(**{k: v for k, v in OmegaConf.to_container(_data_cfg(bs80k, fold=2), resolve=True).items()
                             if not k.endswith("_dataset") and k != "_target_" and k != "_convert_"})
     train, val, test = (dm.datasets[s] for s in ("train", "val", "test"))
     ids = lambda ds: {c.id for c in ds.cases}  # noqa: E731

@@ -95,7 +95,7 @@ class Body:
     def spine(self):
         """Cervical, thoracic and lumbar columns: one tube each (label footprint = column) with
         per-level uptake and width jitter and disc gaps as a periodic activity dip; posterior
-        elements (costovertebral and facet joints) as small unlabelled spots."""
+        elements (costovertebral and facet joints) as unlabelled dotted rows beside it."""
         u, s = self.u, self.s
         for label, n, y0, y1, w0, w1 in SPINE:
             step = (y1 - y0) / n
@@ -104,7 +104,7 @@ class Body:
             if top > y0:  # upper cervical spine behind the mandible: activity only
                 self.column(y0, top, w0, w0, step, "", 0.6, 0, 2)
             wt = np.interp(top, [y0, y1], [w0, w1])
-            pad = 0.003 if cerv and not self.post and self.ref else 0.0  # the neck region
+            pad = (0.003 if not self.post else 0.0015) if cerv and self.ref else 0.0  # neck region
             col = self.column(top, y1, wt, w1, step, label,
                               {"cervical_vertebrae": 0.6, "thoracic_vertebrae": 0.72}.get(label, 0.65),
                               LEVEL0[label], n, pad)
@@ -114,24 +114,27 @@ class Body:
                 self.ends["skull_base"] = (col, True)
             key = {"cervical_vertebrae": "c7", "thoracic_vertebrae": "t12", "lumbar_vertebrae": "l5"}
             self.ends[key[label]] = (col, False)
-            if label != "cervical_vertebrae":
+            if label != "cervical_vertebrae":  # costovertebral / facet joints: dotted rows
                 off = 0.017 if label == "thoracic_vertebrae" else 0.011
-                for i in range(n):
-                    yc = y0 + (i + 0.5) * step
-                    for sd in (-1, 1):
-                        self.add("ellipse", [self.spine_x(yc) + sd * off, yc], [0.0035, 0.003],
-                                 u["spine"] * 0.4 * s.spine_jit[LEVEL0[label] + i], "", "", 0.85, 22)
+                yc = y0 + (np.arange(n) + 0.5) * step
+                for sd in (-1, 1):
+                    dots = self.add("tube", [[self.spine_x(y) + sd * off, y] for y in yc], 0.003,
+                                    u["spine"] * 0.4 * s.spine_jit[LEVEL0[label]:LEVEL0[label] + n],
+                                    "", "", 0.85, 22)
+                    dots.period = col.period
             if label == "lumbar_vertebrae":
                 self.joints.append(col)
         self.ends["sacrum_tip"] = (self.add(
             "poly", [[-0.022, 0.41], [0.022, 0.41], [0.014, 0.436], [0, 0.452], [-0.014, 0.436]],
-            0.0, u["sacrum"], "sacrum", "spine", 0.8, 22, pad=0.002 if self.ref else 0.0), False)
+            0.0, u["sacrum"], "sacrum", "spine", 0.8, 22, pad=0.003 if self.ref and self.post else 0.0),
+            False)
         for sd in (-1, 1):  # sacroiliac joints
             self.add("tube", [[sd * 0.024, 0.412], [sd * 0.018, 0.436]], 0.0055, u["si"], "", "", 0.7, 22)
-        self.add("tube", [[0, 0.18], [0, 0.3], [0, 0.42], [0, 0.5]], [0.1, 0.095, 0.087, 0.095], 1.0,
+        # soft tissue (shapes add up where they overlap: torso cap, shoulders and neck barely do)
+        self.add("tube", [[0, 0.235], [0, 0.3], [0, 0.42], [0, 0.5]], [0.115, 0.11, 0.1, 0.106], 1.0,
                  soft=True)
-        self.add("tube", [[0, 0.11], [0, 0.17]], 0.032, 1.0, soft=True)
-        self.add("tube", [[-0.09, 0.175], [0.09, 0.175]], 0.028, 1.0, soft=True)
+        self.add("tube", [[0, 0.118], [0, 0.15]], 0.03, 1.0, soft=True)
+        self.add("tube", [[-0.082, 0.19], [0.082, 0.19]], 0.04, 1.0, soft=True)
         for sd in (-1, 1):
             self.add("ellipse", [sd * 0.045, 0.315], [0.016, 0.029], s.kidney, depth=0.75,
                      thick=22, angle=-sd * 0.25)

@@ -39,7 +39,7 @@ class PhantomConfig:
     lesion_prob: float = 0.35
     max_lesions: int = 15
     artefact_prob: float = 0.15
-    counts_range: tuple = (1.5e5, 1.1e6)
+    counts_range: tuple = (1.4e5, 1.0e6)
     fwhm_mm_range: tuple = (7.0, 12.0)
     shift_px: float = 4.0       # sd of the body midline's offset from the frame centre
     arms_over_pelvis_prob: float = 0.1

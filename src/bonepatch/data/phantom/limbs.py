@@ -46,7 +46,7 @@ def add_arm(b, side: int) -> None:
     if s.child:
         b.add("tube", [hc + 0.012 * d - p, hc + 0.012 * d + p], 0.0025, u["growth"], thick=14)
         b.add("tube", [wr - 0.005 * d2 - q * 2, wr - 0.005 * d2 + q * 2], 0.0025, u["growth"], thick=6)
-    b.add("tube", [hc + 0.01 * d, el, wr, wr + 0.08 * d2], [0.03, 0.024, 0.018, 0.018], 1.0, soft=True)
+    b.add("tube", [hc + 0.01 * d, el, wr, wr + 0.08 * d2], [0.036, 0.03, 0.022, 0.022], 1.0, soft=True)
     if s.injection is not None and s.injection[0] == side:
         b.add("ellipse", el + d2 * 0.146 * s.injection[1], [0.004, 0.004], 30.0 * u["spine"],
               depth=0.2, thick=8, hot=3)
@@ -95,7 +95,7 @@ def add_leg(b, side: int, shank: bool = True) -> None:
     b.joints.append(cond)
     if s.child:
         b.add("tube", [kn + [-0.016, -0.008], kn + [0.016, -0.008]], 0.0025, u["growth"], thick=12)
-    b.add("tube", [fh + [sd * 0.02, -0.01], kn], [0.05, 0.034], 1.0, soft=True)
+    b.add("tube", [fh + [sd * 0.02, -0.01], kn], [0.057, 0.039], 1.0, soft=True)
     if not shank:
         return
     b.add("ellipse", kn + [0, -0.008], [0.009, 0.011], u["joint"] * 0.6, depth=0.05, thick=12)

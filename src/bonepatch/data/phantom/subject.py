@@ -12,8 +12,8 @@ import numpy as np
 
 #: Bone groups with their own uptake (relative counts per pixel before attenuation).
 UPTAKE = {
-    "skull": 0.62, "face": 0.8, "spine": 1.0, "sacrum": 0.9, "pelvis": 0.62, "si": 1.1,
-    "rib": 0.26, "sternum": 0.6, "clavicle": 0.36, "scapula": 0.25, "joint": 0.62,
+    "skull": 0.68, "face": 0.8, "spine": 1.0, "sacrum": 1.0, "pelvis": 0.7, "si": 1.3,
+    "rib": 0.26, "sternum": 0.5, "clavicle": 0.36, "scapula": 0.25, "joint": 0.62,
     "shaft": 0.2, "small": 0.38, "growth": 2.2,
 }
 
@@ -105,7 +105,7 @@ def sample_subject(seed: int, subject: int, cfg) -> Subject:
         leg_abd=rng.uniform(0.0, 0.05, 2),
         scoliosis=rng.choice([-1, 1]) * rng.uniform(0.008, 0.03) if rng.random() < cfg.scoliosis_prob else 0.0,
         missing=missing, uptake=jitter,
-        soft=rng.uniform(0.07, 0.17) * (0.4 if superscan else 1.0),
+        soft=rng.uniform(0.06, 0.15) * (0.4 if superscan else 1.0),
         kidney=rng.uniform(0.15, 0.7) * (0.05 if superscan else 1.0),
         bladder=float(np.exp(rng.uniform(np.log(0.3), np.log(4.0)))) * (0.1 if superscan else 1.0)
         * (rng.random() > 0.05),

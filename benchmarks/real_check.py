@@ -11,8 +11,9 @@ in the image's frame. Per class Dice (classes with >= 20 reference pixels; ``--s
 leaves classes out on posterior views, e.g. where the reference is unreliable), per-view means,
 the mean over classes (of the per-class means over views), and anatomical order checks of each
 prediction. Writes ``OUT/real_check.json``, ``OUT/STEM_check.png`` (image | reference |
-prediction) and, with ``--docs``, ``docs/img/real_check_NAME.png`` and the ``real_check:NAME``
-section of ``docs/benchmarks.md``.
+prediction) and, with ``--docs``, ``docs/img/real_check_NAME.png`` (not with ``--no-picture``:
+real scans that may not be copied into the project) and the ``real_check:NAME`` section of
+``docs/benchmarks.md``.
 """
 from __future__ import annotations
 
@@ -170,6 +171,9 @@ def main(argv=None) -> dict:
     p.add_argument("--tta", action="store_true", help="flip test-time augmentation")
     p.add_argument("--docs", type=Path, help="docs folder: write img/real_check_NAME.png and a benchmarks.md section")
     p.add_argument("--name", default="real", help="section / picture name (with --docs)")
+    p.add_argument("--no-picture", action="store_true",
+                   help="with --docs: numbers only, no overlay picture in docs/img (scans that may not "
+                        "be copied into the project, e.g. licensed or patient data)")
     a = p.parse_args(argv)
     skip = tuple(s for s in a.skip_posterior.split(",") if s)
     for s in skip:
@@ -186,8 +190,9 @@ def main(argv=None) -> dict:
         from bonepatch.viz import montage, save_png
         from compare_report import replace_section
 
-        rel = f"img/real_check_{a.name}.png"
-        save_png(montage(r["pictures"]), a.docs / rel)
+        rel = None if a.no_picture else f"img/real_check_{a.name}.png"
+        if rel:
+            save_png(montage(r["pictures"]), a.docs / rel)
         replace_section(a.docs / "benchmarks.md", a.name, markdown(r, a.name, argv, rel), kind="real_check")
     return r
 

@@ -90,11 +90,11 @@ def test_writer_writes_hotspot_masks(tmp_path):
 
 
 def test_spacing_range_varies_body_size_and_meta():
-    cfg = PhantomConfig(mm_per_px_range=(2.2, 3.2), **ADULT)
+    cfg = PhantomConfig(spacing_scale_range=(2.2 / 2.4, 3.2 / 2.4), **ADULT)
     sizes = []
     for k in range(6):
         s = render(0, 2 * k, cfg)
-        assert 2.2 <= s["meta"]["spacing_mm"] <= 3.2
+        assert 2.2 - 1e-9 <= s["meta"]["spacing_mm"] <= 3.2 + 1e-9
         rows = np.flatnonzero((s["mask"] > 0).any(1))
         sizes.append((rows[-1] - rows[0]) * s["meta"]["spacing_mm"])
     assert np.std(sizes) / np.mean(sizes) < 0.2  # in mm the bodies stay adult-sized

@@ -19,14 +19,15 @@ class PhantomConfig:
 
     Probabilities are per subject; ranges are ``(min, max)``; ``counts_range`` is the total
     counts of one view (log-uniform), ``fwhm_mm_range`` the collimator blur. ``mm_per_px`` is the
-    pixel size; with ``mm_per_px_range`` each subject draws its own (uniform; patients look
-    bigger or smaller in the frame) and ``meta["spacing_mm"]`` reports it.
+    pixel size; with ``spacing_scale_range`` each subject draws its own, ``mm_per_px`` times a
+    uniform factor (patients look bigger or smaller in the frame; ``meta["spacing_mm"]``
+    reports it; relative, so it holds at any ``height``/``mm_per_px``).
     """
 
     height: int = 1024
     width: int = 256
     mm_per_px: float = 2.4
-    mm_per_px_range: tuple | None = None
+    spacing_scale_range: tuple = (1.0, 1.0)
     view: str = "both"
     rib_label: str = "region"
     convention: str = "reference"
@@ -51,9 +52,7 @@ class PhantomConfig:
         if self.height % 2 or self.width % 2 or self.height < 64 or self.width < 32:
             raise ValueError(f"PhantomConfig.height/width must be even and >= 64/32, got "
                              f"{self.height}x{self.width}")
-        for name in ("height_cm_range", "counts_range", "fwhm_mm_range", "mm_per_px_range"):
-            if getattr(self, name) is None:
-                continue
+        for name in ("height_cm_range", "counts_range", "fwhm_mm_range", "spacing_scale_range"):
             lo, hi = (float(v) for v in getattr(self, name))  # Hydra passes lists
             if not 0 < lo <= hi:
                 raise ValueError(f"PhantomConfig.{name} must be (min, max) with 0 < min <= max")

@@ -75,7 +75,8 @@ def sample_subject(seed: int, subject: int, cfg) -> Subject:
     else:
         height_cm = rng.uniform(*cfg.height_cm_range)
         head_frac = 0.13 * rng.uniform(0.95, 1.05)
-    mm = rng.uniform(*cfg.mm_per_px_range) if cfg.mm_per_px_range else cfg.mm_per_px
+    lo, hi = cfg.spacing_scale_range
+    mm = cfg.mm_per_px * (rng.uniform(lo, hi) if hi > lo else lo)
     height_px = height_cm * 10 / mm
     top = rng.uniform(10, 45) * cfg.height / 1024
     trunc = rng.random() < cfg.truncate_prob

@@ -55,32 +55,33 @@ class Body:
         self.soft: list[Shape] = []
         self.ends: dict[str, tuple[Shape, bool]] = {}  # keypoint -> (shape, top end?)
         self.joints: list[Shape] = []                 # degenerative-change candidates
+        self._unplaced: list[tuple[Shape, bool]] = []  # shapes still in body units
         stripes = rib_label == "region_stripes" and self.post
         self.rib_pad = 1.3 / subj.height_px if stripes else 0.0
         self.rib_region = rib_label == "region" or (rib_label == "region_stripes" and not self.post)
         self.u = subj.uptake
 
     # -- placement -------------------------------------------------------------------------
-    def to_px(self, pts, head: bool = False) -> np.ndarray:
-        """(n, 2) body units -> (n, 2) pixels of the anterior view (mirroring comes later)."""
+    def to_px(self, pts, head=False) -> np.ndarray:
+        """(n, 2) body units -> (n, 2) pixels of the anterior view (mirroring comes later);
+        ``head``: a bool or an (n,) bool array (head points scale with the head size)."""
         s, h = self.s, self.s.height_px
+        p = np.asarray(pts, np.float64).reshape(-1, 2)
+        head = np.broadcast_to(np.asarray(head, bool), (len(p),))
         chin = 0.13 * self.hs
+        y = np.where(p[:, 1] < 0.13, p[:, 1] * self.hs, chin + (p[:, 1] - 0.13) * ((1 - chin) / 0.87))
+        x = p[:, 0] * np.where(head, self.hs * h, s.breadth * h)
+        yc = (y - 0.5) * h
         c, sn = np.cos(s.rot), np.sin(s.rot)
-        xs = (self.hs if head else s.breadth) * h
-        ky = (1 - chin) / 0.87
-        out = []
-        for x, y in np.asarray(pts, np.float64).reshape(-1, 2).tolist():  # few points: plain floats
-            y = y * self.hs if y < 0.13 else chin + (y - 0.13) * ky
-            x, yc = x * xs, (y - 0.5) * h
-            out.append((c * x - sn * yc + s.cx_px, sn * x + c * yc + 0.5 * h + s.top_px))
-        return np.array(out)
+        return np.stack([c * x - sn * yc + s.cx_px, sn * x + c * yc + 0.5 * h + s.top_px], 1)
 
     def add(self, kind, pts, rad, upt, label="", site="", depth=0.5, thick=20.0, pad=0.0,
             angle=0.0, shell=0.0, head=False, soft=False, hot=0) -> Shape:
-        """Append a shape given in body units; returns it (pixel units). ``hot``: hotspot class
-        (1 lesion, 2 degenerative, 3 artefact / bladder; 0 none)."""
+        """Append a shape given in body units; returns it (its ``pts`` become pixels when
+        :meth:`build` ends: all shapes are placed in one vectorised :meth:`to_px`). ``hot``:
+        hotspot class (1 lesion, 2 degenerative, 3 artefact / bladder; 0 none)."""
         scale = self.s.height_px * (self.hs if head else 1.0)
-        pts = self.to_px(pts, head)
+        pts = np.asarray(pts, np.float64).reshape(-1, 2)
         rad = np.asarray(rad, np.float64) * scale
         if kind == "tube":
             rad = rad if rad.ndim else np.full(len(pts), float(rad))
@@ -89,7 +90,19 @@ class Body:
                       depth, thick, angle + self.s.rot, shell, site)
         shape.hot = hot
         (self.soft if soft else self.shapes).append(shape)
+        self._unplaced.append((shape, head))
         return shape
+
+    def place(self) -> None:
+        """Body units -> pixels for every shape added since the last call (one numpy pass)."""
+        if not self._unplaced:
+            return
+        n = [len(sh.pts) for sh, _ in self._unplaced]
+        px = self.to_px(np.concatenate([sh.pts for sh, _ in self._unplaced]),
+                        np.repeat([hd for _, hd in self._unplaced], n))
+        for (sh, _), a, b in zip(self._unplaced, np.cumsum(n) - n, np.cumsum(n)):
+            sh.pts = px[a:b]
+        self._unplaced = []
 
     # -- spine -----------------------------------------------------------------------------
     def spine(self):
@@ -172,4 +185,5 @@ class Body:
                 add_arm(self, side)
             if miss != "leg":
                 add_leg(self, side, shank=miss != "shank")
+        self.place()
         return self

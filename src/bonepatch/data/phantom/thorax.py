@@ -83,7 +83,7 @@ def rib_cage(b) -> None:
         groups = [keep[:7]] + [keep[i:i + 2] for i in range(6, len(keep) - 1)]
         for g in groups:  # ribs 1-7 as one hull, then consecutive pairs (the costal margin)
             hull = _hull(b.to_px(np.concatenate(g)))
-            b.shapes.append(Shape("poly", hull, np.zeros(1), 0.0, C["rib"], pad=pad, tag=""))
+            b.shapes.append(Shape("poly", hull, np.zeros(1), 0.0, C["rib"], pad=pad, tag=""))  # px
 
 
 def add_thorax(b) -> None:

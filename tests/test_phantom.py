@@ -102,7 +102,8 @@ def test_rib_arcs_label_fewer_pixels_than_region():
     for i in range(2):
         region = render(0, i, PhantomConfig(rib_label="region"))["mask"]
         arcs = render(0, i, PhantomConfig(rib_label="arcs"))["mask"]
-        assert (arcs == rib).sum() < 0.8 * (region == rib).sum()
+        # (v2: the anterior region leaves the lower medial chest free, so the margin is smaller)
+        assert (arcs == rib).sum() < 0.9 * (region == rib).sum()
 
 
 def test_bad_config_names_field_and_options():

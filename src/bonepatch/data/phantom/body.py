@@ -117,7 +117,7 @@ class Body:
             if top > y0:  # upper cervical spine behind the mandible: activity only
                 self.column(y0, top, w0, w0, step, "", 0.6, 0, 2)
             wt = np.interp(top, [y0, y1], [w0, w1])
-            pad = (0.003 if not self.post else 0.0015) if cerv and self.ref else 0.0  # neck region
+            pad = (0.002 if not self.post else 0.0015) if cerv and self.ref else 0.0  # neck region
             col = self.column(top, y1, wt, w1, step, label,
                               {"cervical_vertebrae": 0.6, "thoracic_vertebrae": 0.72}.get(label, 0.65),
                               LEVEL0[label], n, pad)

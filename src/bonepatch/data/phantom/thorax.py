@@ -15,7 +15,7 @@ import numpy as np
 from bonepatch.anatomy import CLASS_IDS as C
 from bonepatch.data.phantom.shapes import Shape, attenuation
 
-RIB_REACH = (0.047, 0.066, 0.078, 0.085, 0.089, 0.091, 0.092, 0.091, 0.088, 0.083, 0.07, 0.058)
+RIB_REACH = (0.0446, 0.0627, 0.0741, 0.0808, 0.0845, 0.0864, 0.0874, 0.0864, 0.0836, 0.0789, 0.0665, 0.0551)
 STERNUM = (0.177, 0.257)  # manubrium top, xiphoid (u)
 
 
@@ -28,7 +28,7 @@ def _rib_points(i: int, y0: float, xo: float, sd: int) -> tuple[list, int]:
     if i < 7:
         end = [sd * 0.012, STERNUM[0] + 0.006 + 0.0115 * i]
     else:
-        end = [sd * (0.03 + 0.015 * (i - 7)), 0.266 + 0.017 * (i - 7)]
+        end = [sd * (0.04 + 0.016 * (i - 7)), 0.264 + 0.018 * (i - 7)]
     mid = [0.72 * e, 0.5 * (lat + end[1]) + 0.004]
     return [[xo + sd * 0.013, y0], [xo + 0.45 * e, y0 - 0.002], [0.82 * e, y0 + 0.005],
             [e, lat], mid, end], 4
@@ -96,7 +96,7 @@ def add_thorax(b) -> None:
     blade_label = "" if ref else "scapula"
     for sd in (-1, 1):
         b.add("tube", [[sd * 0.016, 0.179], [sd * 0.045, 0.169], [sd * 0.075, 0.158],
-                       [sd * 0.097, 0.153]], 0.004, u["clavicle"], "clavicle", "", 0.15, 22)
+                       [sd * 0.097, 0.153]], 0.0048, u["clavicle"], "clavicle", "", 0.15, 22)
         b.add("poly", [[sd * 0.043, 0.162], [sd * 0.094, 0.156], [sd * 0.088, 0.2],
                        [sd * 0.066, 0.255], [sd * 0.043, 0.22]], 0.0, u["scapula"], blade_label,
               "", 0.88, 22)

@@ -61,3 +61,18 @@ def test_label_proportions_of_a_toy_map():
     m[50:100, 5:10] = 12  # femur: L = 99
     p = proportions(m)
     assert abs(p["skull"]["width"] - 20 / 99) < 1e-6 and p["femur"]["bot"] > 0.95
+
+
+def test_phantom_realism_cli_on_a_phantom_as_real(tmp_path):
+    from PIL import Image
+
+    from bonepatch.data.phantom import render
+    from phantom_realism import main
+
+    png = tmp_path / "case_ant.png"
+    Image.fromarray(as_8bit(render(7, 0)["image"]).astype(np.uint8)).save(png)
+    rows = main(["--n", "2", "--seed", "7", "--as-8bit", "--real", str(png), "--montage",
+                 str(tmp_path / "m.png"), "--json", str(tmp_path / "r.json")])
+    by = {r["stat"]: r for r in rows}
+    assert by["body_h"]["ok"] and 0.8 < by["noise"]["ratio"] < 1.25  # view 0 is among the phantoms
+    assert (tmp_path / "m.png").stat().st_size > 1000 and (tmp_path / "r.json").exists()

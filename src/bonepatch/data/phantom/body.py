@@ -22,10 +22,10 @@ from bonepatch.data.phantom.thorax import add_ribs, add_thorax
 #: Label painting order per convention and view, lowest priority first (later classes win).
 PAINT_ORDER = {
     ("reference", "anterior"): (
-        "scapula", "rib", "clavicle", "humerus", "pelvis", "femur", "sacrum", "lumbar_vertebrae",
+        "scapula", "rib", "clavicle", "humerus", "femur", "pelvis", "sacrum", "lumbar_vertebrae",
         "thoracic_vertebrae", "sternum", "skull", "cervical_vertebrae"),
     ("reference", "posterior"): (
-        "rib", "scapula", "clavicle", "sternum", "humerus", "pelvis", "femur", "sacrum",
+        "rib", "scapula", "clavicle", "sternum", "humerus", "femur", "pelvis", "sacrum",
         "lumbar_vertebrae", "thoracic_vertebrae", "skull", "cervical_vertebrae"),
     ("anatomic", "anterior"): (
         "scapula", "rib", "clavicle", "sternum", "humerus", "pelvis", "femur", "sacrum",

@@ -56,7 +56,7 @@ def add_pelvis(b) -> None:
     """Iliac wings (labelled 'pelvis', their tops are the iliac keypoints), acetabula, rami; the
     real maps' pelvis region is generous (label padding ``pad`` with ``convention="reference"``)."""
     u = b.u
-    pad = 0.003 if b.ref else 0.0
+    pad = 0.0015 if b.ref else 0.0
     for side, sd in ((0, -1), (1, 1)):
         wing = b.add("ellipse", [sd * 0.062, 0.43], [0.036, 0.022], u["pelvis"], "pelvis",
                      "pelvis", 0.55, 22, angle=-sd * 0.6, shell=0.3, pad=pad)
@@ -73,8 +73,9 @@ def add_pelvis(b) -> None:
 
 
 def add_leg(b, side: int, shank: bool = True) -> None:
-    """Femur (head, neck, trochanter, shaft, condyles; labelled) and, if ``shank``, patella,
-    tibia, fibula and foot (unlabelled)."""
+    """Femur (head, neck, trochanter, shaft, condyles; labelled; with the reference convention
+    the pelvis label covers the head) and, if ``shank``, patella, tibia, fibula and foot
+    (unlabelled)."""
     s, u, sd = b.s, b.u, 2 * side - 1
     nm = "lr"[side]
     fh = np.array([sd * 0.052, 0.468])
@@ -82,13 +83,16 @@ def add_leg(b, side: int, shank: bool = True) -> None:
     kn = np.array([sd * (0.046 + 0.24 * spread), 0.706])
     an = np.array([sd * (0.044 + 0.48 * spread), 0.955])
     head = b.add("tube", [fh], 0.0125, u["joint"], "femur", "femur", 0.5, 22)
-    b.ends[f"hip_{nm}"] = (head, True)
     gt = fh + [sd * 0.03, 0.02]
     b.add("tube", [fh, gt], 0.0085, u["joint"] * 0.8, "femur", "femur", 0.5, 20)
-    b.add("ellipse", gt + [sd * 0.004, -0.003], [0.011, 0.013], u["joint"] * 0.8, "femur", "femur",
-          0.5, 20)
+    troch = b.add("ellipse", gt + [sd * 0.004, -0.003], [0.011, 0.013], u["joint"] * 0.8, "femur",
+                  "femur", 0.5, 20)
+    # the real maps give the femoral head to the pelvis (painted over it): the femur label, and
+    # the hip keypoint of keypoints_from_mask, start at the greater trochanter
+    b.ends[f"hip_{nm}"] = (troch if b.ref else head, True)
     b.add("tube", [gt + [0, 0.01], (gt + kn) / 2, kn - [0, 0.012]], [0.0085, 0.0078, 0.0095],
-          [u["shaft"] * 1.2, u["shaft"], u["shaft"] * 1.4], "femur", "femur", 0.5, 15)
+          [u["shaft"] * 1.2, u["shaft"], u["shaft"] * 1.4], "femur", "femur", 0.5, 15,
+          pad=0.002 if b.ref else 0.0)
     cond = b.add("tube", [kn - [0.012, 0], kn + [0.012, 0]], 0.0105, u["joint"] * 0.9, "femur",
                  "femur", 0.5, 12)
     b.ends[f"knee_{nm}"] = (cond, False)

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from bonepatch.data.phantom.bs80k_writer import write_bs80k
-from bonepatch.data.phantom.config import RIB_LABELS, VIEWS, PhantomConfig
+from bonepatch.data.phantom.config import CONVENTIONS, RIB_LABELS, VIEWS, PhantomConfig
 from bonepatch.data.phantom.generate import render
 from bonepatch.data.phantom.preview import preview
 from bonepatch.data.phantom.writer import write_dataset
@@ -29,12 +29,14 @@ def main(argv=None) -> None:
     p.add_argument("--width", type=int, default=256, help="image columns (default 256); the pixel size scales "
                                                            "with 1024/height so the body fits")
     p.add_argument("--image-format", choices=("jpg", "png"), default="jpg", help="bs80k scans: jpg (default) or png")
+    p.add_argument("--convention", choices=CONVENTIONS, default="reference",
+                   help="label rules: reference (the real maps') or anatomic (phantom v1)")
     p.add_argument("--preview", type=Path, help="also write a montage PNG of the first views")
     a = p.parse_args(argv)
     if a.out is None and a.preview is None:
         p.error("give --out DIR and/or --preview FILE.png")
     cfg = PhantomConfig(view=a.view if a.layout == "folder" else "both", rib_label=a.rib_label,
-                        height=a.height, width=a.width, mm_per_px=2.4 * 1024 / a.height)
+                        convention=a.convention, height=a.height, width=a.width, mm_per_px=2.4 * 1024 / a.height)
     if a.out is not None:
         if a.layout == "bs80k":
             root = write_bs80k(a.out, a.n, a.seed, cfg, image_format=a.image_format)

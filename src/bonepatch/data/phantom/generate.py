@@ -7,10 +7,11 @@ from bonepatch.data.phantom.subject import sample_subject
 
 
 def _sample(seed: int, index: int, subject: int, view: str, cfg: PhantomConfig) -> dict:
-    image, mask, kp = render_view(sample_subject(seed, subject, cfg), view, cfg)
-    return {"image": image, "mask": mask, "keypoints": kp,
+    subj = sample_subject(seed, subject, cfg)
+    image, mask, kp, hot = render_view(subj, view, cfg)
+    return {"image": image, "mask": mask, "keypoints": kp, "hotspots": hot,
             "meta": {"case_id": f"phantom_{seed}_{index:06d}", "view": view,
-                     "spacing_mm": float(cfg.mm_per_px), "source": "phantom"}}
+                     "spacing_mm": float(subj.mm_per_px), "source": "phantom"}}
 
 
 def render(seed: int, index: int, config: PhantomConfig | None = None) -> dict:

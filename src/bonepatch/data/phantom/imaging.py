@@ -58,10 +58,12 @@ def add_focal(body: Body) -> None:
     if body.joints and body.s.n_degenerative:
         for i in rng.choice(len(body.joints), body.s.n_degenerative):
             spots.append((body.joints[i], rng.uniform(1.3, 2.5), rng.uniform(2.0, 4.0)))
-    for host, gain, r in spots:
+    for j, (host, gain, r) in enumerate(spots):
         u = gain * max(float(np.max(host.upt)), 0.5 * body.u["spine"])
-        body.shapes.append(Shape("ellipse", _point_in(host, rng)[None], np.array([r, r * 0.8]),
-                                 u, depth=host.depth, thick=host.thick, angle=rng.uniform(0, np.pi)))
+        spot = Shape("ellipse", _point_in(host, rng)[None], np.array([r, r * 0.8]), u,
+                     depth=host.depth, thick=host.thick, angle=rng.uniform(0, np.pi))
+        spot.hot = 1 if j < body.s.n_lesions else 2
+        body.shapes.append(spot)
 
 
 def _keypoint_end(s: Shape, top: bool) -> tuple[float, float]:
@@ -175,25 +177,43 @@ def _noise(lam: np.ndarray, background: float, rng) -> np.ndarray:
     return out.reshape(lam.shape)
 
 
-def render_view(subj, view: str, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Image (H, W) float32 counts, mask (H, W) uint8 and keypoints (K, 3) of one view."""
+#: hotspot classes of the second label map, lowest priority first (a lesion wins)
+HOT_ORDER = (2, 3, 1)  # degenerative, artefact / bladder, lesion
+
+
+def hotspot_map(shapes: list[Shape], h: int, w: int) -> np.ndarray:
+    """(H, W) uint8 hotspot classes (0 none, 1 lesion, 2 degenerative, 3 artefact / bladder):
+    the footprints of the shapes that carry a ``hot`` class."""
+    hot = [s for s in shapes if s.hot]
+    if not hot:
+        return np.zeros((h, w), np.uint8)
+    code = {c: (i + 1) << 4 | c for i, c in enumerate(HOT_ORDER)}
+    top = rasterise_all(hot, [0.0] * len(hot), [code[s.hot] for s in hot], h, w, binned=False)[1]
+    return np.bitwise_and(top, 15, out=top).reshape(h, w)
+
+
+def render_view(subj, view: str, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Image (H, W) float32 counts, mask (H, W) uint8, keypoints (K, 3) and hotspot map (H, W)
+    uint8 of one view."""
     h, w = cfg.height, cfg.width
-    body = Body(subj, view, cfg.rib_label, w).build()
+    body = Body(subj, view, cfg.rib_label, w, cfg.convention).build()
     add_focal(body)
     if body.post:
         _mirror(body.shapes + body.soft, w)
     # label code = (paint rank << 4) | class id: the max code per pixel is the class painted last
-    code = {CLASS_IDS[n]: (i + 1) << 4 | CLASS_IDS[n] for i, n in enumerate(PAINT_ORDER[view])}
+    code = {CLASS_IDS[n]: (i + 1) << 4 | CLASS_IDS[n]
+            for i, n in enumerate(PAINT_ORDER[cfg.convention, view])}
     shapes = body.shapes
     act2, top = rasterise_all(shapes, [attenuation(s.depth, s.thick, body.post) for s in shapes],
                               [code[s.label] if s.label else 0 for s in shapes], h, w, binned=True)
     lab = np.bitwise_and(top, 15, out=top).reshape(h, w)
+    hot = hotspot_map(shapes, h, w)
     # soft tissue in the half-resolution frame: pixel centres move to (x - 0.5) / 2
     soft = [Shape(s.kind, (s.pts - 0.5) / 2, s.rad / 2, s.upt, angle=s.angle) for s in body.soft]
     act2 += rasterise_all(soft, [subj.soft * 4 * attenuation(0.5, 20, False)] * len(soft), None,
                           h // 2, w // 2, binned=False)[0]
     act2 = act2.reshape(h // 2, w // 2).astype(np.float32)
-    sigma = subj.fwhm_mm / cfg.mm_per_px / 2.355 / 2
+    sigma = subj.fwhm_mm / subj.mm_per_px / 2.355 / 2
     act2 = gaussian_filter1d(gaussian_filter1d(act2, sigma, 0, mode="constant"), sigma, 1,
                              mode="constant")
     np.maximum(act2, 0, out=act2)
@@ -201,4 +221,5 @@ def render_view(subj, view: str, cfg) -> tuple[np.ndarray, np.ndarray, np.ndarra
     total = subj.counts * (1.05 if body.post else 1.0)
     # x2 upsampling multiplies the sum by 4: the counts scale is set (and applied) at half res
     act2 *= total * 0.995 / max(4 * float(act2.sum(dtype=np.float64)), 1e-6)
-    return _noise(_upsample2(act2), total * 0.005 / (h * w), rng), lab, keypoints(body, h, w)
+    image = _noise(_upsample2(act2), total * 0.005 / (h * w), rng)
+    return image, lab, keypoints(body, h, w), hot

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from bonepatch.data.phantom.shapes import DISC_DIP
+
 
 _ROW = np.repeat(np.arange(8), 8)  # tile pixel p = 8 * row + col
 _COL = np.tile(np.arange(8), 8)
@@ -150,40 +152,48 @@ def _norm(xr, yr, ia, ib):
 def _polys(polys, idx, h, w):
     """Convex polygons -> flat (shape index, y, x, q, u) of their padded footprint; q is 0
     inside, 2 in the padding. Each row's footprint is an x interval (intersection of the
-    edges' half-planes), found per row and edge, not per pixel."""
-    out = []
-    for i, s in zip(idx, polys):
-        box = s.bbox(h, w)
-        if box is None:
-            continue
-        y0, y1, x0, x1 = box
-        p = s.pts
-        area2 = np.sum(p[:, 0] * np.roll(p[:, 1], -1) - np.roll(p[:, 0], -1) * p[:, 1])
-        e = np.roll(p, -1, axis=0) - p
-        n = np.hypot(e[:, 0], e[:, 1])
-        n[n == 0] = 1.0
-        sg = 1.0 if area2 > 0 else -1.0
-        # signed distance to edge k (positive inside): (a_k * x + b_k(y)) / n_k
-        ak = -sg * e[:, 1]
-        yy = np.arange(y0, y1, dtype=np.float64)[:, None]
-        bk = sg * (e[:, 0] * (yy - p[:, 1]) + e[:, 1] * p[:, 0])
-        spans = []
-        for m in (0.0, s.pad):  # inside (q = 0), padded footprint (ql <= 1)
-            c = -m * n - bk  # need ak * x >= c
-            with np.errstate(divide="ignore", invalid="ignore"):
-                bound = c / ak
-            lo = np.max(np.where(ak > 0, bound, -np.inf), 1, initial=-np.inf)
-            hi = np.min(np.where(ak < 0, bound, np.inf), 1, initial=np.inf)
-            flat_ok = np.all((ak != 0) | (c <= 0), 1)
-            lo = np.where(flat_ok, np.maximum(np.ceil(lo), x0), x1)
-            spans.append((lo.astype(np.int64), np.minimum(np.floor(hi), x1 - 1).astype(np.int64)))
-        (ilo, ihi), (llo, lhi) = spans
-        cnt = np.maximum(lhi - llo + 1, 0)
-        row = np.repeat(np.arange(y1 - y0), cnt)
-        x = llo[row] + np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
-        q = np.where((x >= ilo[row]) & (x <= ihi[row]), 0.0, 2.0).astype(np.float32)
-        out.append((np.full(len(x), i), row + y0, x, q, np.full(len(x), s.upt, np.float32)))
-    return [np.concatenate(a) for a in zip(*out)] if out else [np.zeros(0, np.int64)] * 3 + [np.zeros(0, np.float32)] * 2
+    edges' half-planes), found per row and edge for all polygons at once (vertex lists padded
+    by repeating the last vertex: zero-length edges constrain nothing)."""
+    boxes = [s.bbox(h, w) for s in polys]
+    keep = [k for k, bx in enumerate(boxes) if bx is not None]
+    if not keep:
+        return [np.zeros(0, np.int64)] * 3 + [np.zeros(0, np.float32)] * 2
+    nv = max(len(polys[k].pts) for k in keep)
+    p = np.stack([np.concatenate([polys[k].pts, np.repeat(polys[k].pts[-1:], nv - len(polys[k].pts), 0)])
+                  for k in keep])  # (P, V, 2)
+    box = np.array([boxes[k] for k in keep])  # (P, 4) y0, y1, x0, x1
+    pad = np.array([polys[k].pad for k in keep])
+    upt = np.array([float(polys[k].upt) for k in keep], np.float32)
+    sid = np.asarray(idx)[keep]
+    nxt = np.roll(p, -1, axis=1)
+    area2 = np.sum(p[..., 0] * nxt[..., 1] - nxt[..., 0] * p[..., 1], 1)
+    sg = np.where(area2 > 0, 1.0, -1.0)[:, None]
+    e = nxt - p
+    n = np.hypot(e[..., 0], e[..., 1])
+    n[n == 0] = 1.0
+    ak = -sg * e[..., 1]  # (P, V); signed distance to edge k: (a_k * x + b_k(y)) / n_k
+    nrow = box[:, 1] - box[:, 0]
+    pr = np.repeat(np.arange(len(keep)), nrow)  # polygon of each row
+    y = box[pr, 0] + np.arange(nrow.sum()) - np.repeat(np.cumsum(nrow) - nrow, nrow)
+    bk = sg[pr] * (e[pr, :, 0] * (y[:, None] - p[pr, :, 1]) + e[pr, :, 1] * p[pr, :, 0])  # (R, V)
+    akr, nr = ak[pr], n[pr]
+    x0, x1 = box[pr, 2], box[pr, 3]
+    spans = []
+    for m in (np.zeros(len(pr)), pad[pr]):  # inside (q = 0), padded footprint (ql <= 1)
+        c = -m[:, None] * nr - bk  # need ak * x >= c
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bound = c / akr
+        lo = np.max(np.where(akr > 0, bound, -np.inf), 1, initial=-np.inf)
+        hi = np.min(np.where(akr < 0, bound, np.inf), 1, initial=np.inf)
+        flat_ok = np.all((akr != 0) | (c <= 0), 1)
+        lo = np.where(flat_ok, np.maximum(np.ceil(lo), x0), x1)
+        spans.append((lo.astype(np.int64), np.minimum(np.floor(hi), x1 - 1).astype(np.int64)))
+    (ilo, ihi), (llo, lhi) = spans
+    cnt = np.maximum(lhi - llo + 1, 0)
+    row = np.repeat(np.arange(len(pr)), cnt)
+    x = llo[row] + np.arange(cnt.sum()) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+    q = np.where((x >= ilo[row]) & (x <= ihi[row]), 0.0, 2.0).astype(np.float32)
+    return sid[pr[row]], y[row], x, q, upt[pr[row]]
 
 
 def _paint(s, ty, tx, q, ql, u, shapes, weights, ranks, act, rank, h, w, binned):
@@ -215,7 +225,7 @@ def _paint(s, ty, tx, q, ql, u, shapes, weights, ranks, act, rank, h, w, binned)
     k = np.flatnonzero(per[:, 0])
     if len(k):  # periodic activity dips (disc gaps)
         gap = (0.5 + 0.5 * np.cos((2 * np.pi) * (y[k] - per[k, 1]) / per[k, 0])) ** 6
-        prof[k] *= (1 - 0.75 * gap).astype(np.float32)
+        prof[k] *= (1 - DISC_DIP * gap).astype(np.float32)
     prof *= (u.reshape(-1)[f] if u.shape[1] > 1 else u[tr, 0])
     prof *= weights[sf]
     k = np.flatnonzero((y < h) & (x < w)) if over else slice(None)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 
+DISC_DIP = 0.5  # activity dip at a disc gap (fraction)
 MU_PER_CM = 0.08  # effective linear attenuation of soft tissue at 140 keV (with scatter)
 
 
@@ -40,7 +41,7 @@ class Shape:
     """One primitive (see the module docstring); ``pts`` (n, 2) px, ``rad`` (n,) px or (a, b)."""
 
     __slots__ = ("kind", "pts", "rad", "upt", "label", "pad", "depth", "thick", "angle",
-                 "shell", "tag", "period")
+                 "shell", "tag", "period", "hot")
 
     def __init__(self, kind, pts, rad, upt, label=0, pad=0.0, depth=0.5, thick=20.0,
                  angle=0.0, shell=0.0, tag=""):
@@ -48,6 +49,7 @@ class Shape:
         self.label, self.pad, self.depth, self.thick = label, pad, depth, thick
         self.angle, self.shell, self.tag = angle, shell, tag
         self.period = None  # (period px, phase y px): periodic activity dips (disc gaps)
+        self.hot = 0  # hotspot class of the shape's footprint (1 lesion, 2 degenerative, 3 artefact)
 
     def reach(self) -> float:
         """Largest distance (px) of the label or activity footprint from ``pts``."""
@@ -156,5 +158,5 @@ def rasterise(s: Shape, act: np.ndarray, lab: np.ndarray, weight: float) -> None
         prof = 0.3 + 0.7 * np.sqrt(np.clip(1 - q * q, 0, 1))
     if s.period:
         gap = (0.5 + 0.5 * np.cos(2 * np.pi * (yy - s.period[1]) / s.period[0])) ** 6
-        prof = prof * (1 - 0.75 * gap)
+        prof = prof * (1 - DISC_DIP * gap)
     act[y0:y1, x0:x1] += np.where(inside, (weight * u) * prof, 0).astype(np.float32)

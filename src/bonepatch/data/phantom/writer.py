@@ -15,8 +15,9 @@ def write_dataset(out_dir, n: int, seed: int = 0, config: PhantomConfig | None =
                   splits=(0.8, 0.1, 0.1)) -> None:
     """Write ``n`` views in the folder layout of docs/CONTRACTS.md.
 
-    Images are 16-bit PNG counts (clipped to 65535), masks 8-bit PNG, keypoints one JSON per
-    case, and train/val/test.txt. Both views of a subject go to the same split.
+    Images are 16-bit PNG counts (clipped to 65535), masks 8-bit PNG, hotspot masks 8-bit PNG
+    in ``masks_hotspot/`` (0 none, 1 lesion, 2 degenerative, 3 artefact / bladder), keypoints
+    one JSON per case, and train/val/test.txt. Both views of a subject go to the same split.
     """
     from PIL import Image
     from tqdm import tqdm
@@ -25,7 +26,7 @@ def write_dataset(out_dir, n: int, seed: int = 0, config: PhantomConfig | None =
         raise ValueError(f"splits must be 3 non-negative fractions summing to 1, got {splits}")
     cfg = config or PhantomConfig()
     out = Path(out_dir)
-    for sub in ("images", "masks", "keypoints"):
+    for sub in ("images", "masks", "masks_hotspot", "keypoints"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     per_subject = 2 if cfg.view == "both" else 1
     n_subj = -(-n // per_subject)
@@ -39,6 +40,7 @@ def write_dataset(out_dir, n: int, seed: int = 0, config: PhantomConfig | None =
         counts = np.clip(np.rint(s["image"]), 0, 65535).astype(np.uint16)
         Image.fromarray(counts).save(out / "images" / f"{case}.png")
         Image.fromarray(s["mask"]).save(out / "masks" / f"{case}.png")
+        Image.fromarray(s["hotspots"]).save(out / "masks_hotspot" / f"{case}.png")
         (out / "keypoints" / f"{case}.json").write_text(json.dumps(
             {"keypoints": s["keypoints"].tolist(), "names": list(KEYPOINTS),
              "view": s["meta"]["view"], "spacing_mm": s["meta"]["spacing_mm"]}))

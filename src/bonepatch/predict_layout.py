@@ -20,6 +20,7 @@ HEAD_SHARE = 0.56  # share of the counts in one half of a lying body that marks 
 EDGE_LEVEL = 0.05  # a cut body: foreground at this level (faint shins, soft tissue count) ...
 EDGE_BAND = 0.01  # ... in the outer rows at that edge (fraction of the height, >= 1 row) ...
 EDGE_COVER = 0.03  # ... covering at least this fraction of the width
+MAX_CROSSING = 0.15  # ... and the two bodies touch across the split in at most 15% of the rows
 GAP_LEVEL = 0.25  # side-by-side views: columns whose foreground share is under 25% of the busiest column's
 
 
@@ -117,8 +118,11 @@ def lying_head(image: np.ndarray) -> tuple[bool, str | None, float]:
 def panel_split(image: np.ndarray) -> int | None:
     """The column between two side-by-side views (anterior | posterior), or None for one view.
 
-    Two bodies: a gap of (nearly) empty columns near the middle (30-70% of the width), on each side a body of
-    similar height (>= 0.7x), width (>= 0.5x) and counts (>= 0.25x); split at the gap's middle.
+    Two bodies: a gap of (nearly) empty columns near the middle (30-70% of the width); on each
+    side a body of similar height (>= 0.7x), width (>= 0.5x) and counts (>= 0.25x), with its
+    head inside the frame (not cut at the top: two legs of a partial scan look like two bodies
+    otherwise); the two touching in at most ``MAX_CROSSING`` of the rows. Split at the middle
+    of the image when that lies in the gap (equal panels), else at the gap's middle.
     """
     h, w = image.shape
     if w < 0.3 * h:
@@ -130,18 +134,21 @@ def panel_split(image: np.ndarray) -> int | None:
     if not gaps:
         return None
     g0, g1 = max(gaps, key=lambda g: g[1] - g[0])
+    cut = w // 2 if g0 <= w // 2 <= g1 else (g0 + g1) // 2  # equal panels when the gap allows
     sides = []
-    for sl in (slice(0, g0), slice(g1, w)):
-        part = fg[:, sl]
-        box = body_box(part)
-        if box is None:
+    for sl in (slice(0, cut), slice(cut, w)):
+        box = body_box(fg[:, sl])
+        if box is None or edge_cuts(image[:, sl])[0]:
             return None
         sides.append((box[1] - box[0], box[3] - box[2], float(np.clip(image[:, sl], 0, None).sum())))
     (ha, wa, ca), (hb, wb, cb) = sides
-    similar = min(ha, hb) >= 0.7 * max(ha, hb) and min(wa, wb) >= 0.5 * max(wa, wb) and min(ca, cb) >= 0.25 * max(ca, cb)
-    if not similar:
+    if not (min(ha, hb) >= 0.7 * max(ha, hb) and min(wa, wb) >= 0.5 * max(wa, wb)
+            and min(ca, cb) >= 0.25 * max(ca, cb)):
         return None
-    return w // 2 if g0 <= w // 2 <= g1 else (g0 + g1) // 2  # equal panels when the gap allows
+    low = foreground(image, EDGE_LEVEL)
+    rows = np.flatnonzero(low.any(1))
+    crossing = low[rows[0]:rows[-1] + 1, max(cut - 1, 0):cut + 2].any(1).mean()
+    return cut if crossing <= MAX_CROSSING else None
 
 
 def edge_cuts(image: np.ndarray) -> tuple[bool, bool]:

@@ -26,11 +26,11 @@ from bonepatch.data.phantom import PhantomConfig, render
 from bonepatch.models.pipeline import PipelineOutput
 from bonepatch.geometry.resize import fit_letterbox, letterbox, letterbox_points, resize_counts, resize_labels, \
     unletterbox, unletterbox_points
-from bonepatch.predict import PredictError, Predictor, predict
+from bonepatch.predict import PredictError, Predictor, predict, segment_image
 from bonepatch.predict_checks import CheckOptions, anatomy_order, check_prediction
 from bonepatch.predict_frame import ViewFrame
 from bonepatch.predict_layout import body_box, edge_cuts, foreground
-from bonepatch.predict_prepare import PrepareOptions, prepare
+from bonepatch.predict_prepare import PrepareOptions
 
 SIZE = (256, 64)  # the tiny checkpoint's frame
 CFG = PhantomConfig(height=256, width=64, mm_per_px=9.6)
@@ -69,11 +69,11 @@ class BodyAtlas(torch.nn.Module):
 
 
 def segment(predictor, image, view="anterior", **options):
-    """[(prepared view, its label map on the input's grid or None if flagged)] as predict() computes them."""
-    pvs = prepare(ScanView(image, view, None, "test"), SIZE, PrepareOptions(**options))
-    todo = [p for p in pvs if not p.flag]
-    preds = iter(predictor([p.view for p in todo], [p.fit for p in todo]))
-    return [(p, None if p.flag else p.frame.to_input(next(preds).labels)) for p in pvs]
+    """[(prepared view, its label map on the input's grid, None if flagged)] as predict() computes them
+    (the refusal checks off: an untrained model's maps are not anatomy)."""
+    results = segment_image(predictor, ScanView(image, view, None, "test"), PrepareOptions(**options),
+                            CheckOptions(refuse_unsure=False))
+    return [(r.prepared, None if r.labels is None else r.prepared.frame.to_input(r.labels)) for r in results]
 
 
 def dice(a, b) -> float:
@@ -154,7 +154,8 @@ def test_side_by_side_with_caption_is_split_and_named(predictor, pair):
     views = segment(predictor, np.concatenate(pair, 1))  # a plain export: two panels of 256x64
     (_, ref_a), = segment(predictor, pair[0])
     (_, ref_p), = segment(predictor, pair[1], view="posterior")
-    assert [(pv.view.view, pv.panel, pv.view.flipped) for pv, _ in views] == [("anterior", 0, False), ("posterior", 1, True)]
+    assert [(pv.view.view, pv.panel, pv.view.flipped) for pv, _ in views] == [
+        ("anterior", 0, False), ("posterior", 1, True)]
     _agree("side_by_side_anterior", views[0][1][:, :64], ref_a, 0.9)
     _agree("side_by_side_posterior", views[1][1][:, 64:], ref_p, 0.9)
     assert (views[0][1][:, 64:] == 0).all() and (views[1][1][:, :64] == 0).all()  # each view on its panel
@@ -242,7 +243,8 @@ def test_checks_pass_phantom_truth_and_refuse_impossible_maps():
     assert "keypoint skull_top below skull_base" in check_prediction(mask, swapped[:, :2], swapped[:, 2],
                                                                      swapped[:, 2] > 0, opts)
     low = np.full(16, 0.05)
-    assert check_prediction(mask, kp[:, :2], low, np.ones(16, bool), opts).startswith("low keypoint confidence: 0 of 16")
+    reason = check_prediction(mask, kp[:, :2], low, np.ones(16, bool), opts)
+    assert reason.startswith("low keypoint confidence: 0 of 16")
     mixed = mask.copy()
     mixed[mask == CLASS_IDS["femur"]] = CLASS_IDS["skull"]  # skull where the femurs are
     assert "impossible anatomy" in check_prediction(mixed, None, None, None, opts)

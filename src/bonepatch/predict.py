@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,12 @@ from tqdm import tqdm
 from . import predict_io as pio
 from . import predict_resume as resume_io
 from .checkpoint import CheckpointError
-from .data.io import is_dicom_file, read_views
+from .data.io import ScanView, is_dicom_file, read_views
 from .predict_checks import CheckOptions, check_prediction, found_keypoints
 from .predict_model import DEFAULT_SIZE, Predictor, ViewPrediction, model_geometry  # noqa: F401 (API)
 from .predict_outputs import (SUMMARY_FIELDS, base_row, confidence_fields, expected_parts,
                               keep_largest_components, postprocess, write_flagged, write_view)  # noqa: F401
-from .predict_prepare import PrepareOptions, prepare
+from .predict_prepare import PrepareOptions, PreparedView, prepare
 
 log = logging.getLogger("bonepatch")
 #: predict() keyword options that ``conf/predict.yaml`` sets (the rest of its keys are Hydra's).
@@ -124,10 +125,9 @@ def predict(ckpt, inputs, output, device="auto", batch_size=4, progress=True, fo
                         on_input[i] = np.asarray(Image.open(out / f"{prefix}_labels.png"))
                     continue
                 row = base_row(str(f), pv, prefix, predictor.mirrored(pv.view))
-                pred = None if pv.flag else next(preds)
+                result = judge(pv, None if pv.flag else next(preds), checks, largest_component)
                 try:
-                    on_input[i] = _write(out, prefix, pv, pred, row, checks, largest_component, save_probs,
-                                         replace_files)
+                    on_input[i] = _write(out, prefix, result, row, save_probs, replace_files)
                 except (OSError, ValueError) as err:
                     row.update(status="error", reason=f"writing outputs failed: {err}")
                 if row["notes"]:
@@ -166,21 +166,51 @@ def predict(ckpt, inputs, output, device="auto", batch_size=4, progress=True, fo
     return rows
 
 
-def _write(out, prefix, pv, pred: ViewPrediction | None, row, checks, largest_component, save_probs, replace):
-    """Check and write one view (``row`` updated in place); returns its labels on the input grid or None."""
-    if pred is None:  # flagged before the model: the scan alone, to look at
-        row.update(status="flag", reason=pv.flag)
-        write_flagged(out, prefix, pv, pv.flag, replace)
-        return None
+@dataclass
+class ViewResult:
+    """One view's outcome. labels: (h, w) ids in the prepared view's frame (``prepared.frame``
+    maps them onto the input), None when flagged before the model; reason '' = accepted."""
+
+    prepared: PreparedView
+    prediction: ViewPrediction | None
+    labels: np.ndarray | None
+    reason: str
+    found: np.ndarray | None = None  # (K,) bool: keypoints found inside the view
+
+    @property
+    def status(self) -> str:
+        return "flag" if self.reason else "ok"
+
+
+def judge(pv: PreparedView, pred: ViewPrediction | None, checks: CheckOptions, largest_component=False) -> ViewResult:
+    """Post-process a view's prediction and decide whether it may be reported."""
+    if pred is None:
+        return ViewResult(pv, None, None, pv.flag)
     labels = postprocess(pred.labels, largest_component)
     found = None if pred.confidence is None else found_keypoints(pred.confidence, pred.inside, checks)
-    row.update(confidence_fields(pred, found))
     why = check_prediction(labels, pred.keypoints, pred.confidence, pred.inside, checks)
-    if why:  # refused: no segmentation is claimed, the proposed map is shown in the overlay
-        row.update(status="flag", reason=why)
-        write_flagged(out, prefix, pv, why, replace, pred, labels)
+    return ViewResult(pv, pred, labels, why, found)
+
+
+def segment_image(predictor: Predictor, view: ScanView, prep: PrepareOptions = PrepareOptions(),
+                  checks: CheckOptions = CheckOptions(), largest_component=False) -> list[ViewResult]:
+    """predict() for one read image in memory, no files: its views prepared, predicted and judged."""
+    pvs = prepare(view, predictor.size, prep)
+    todo = [pv for pv in pvs if not pv.flag]
+    preds = iter(predictor([pv.view for pv in todo], [pv.fit for pv in todo]))
+    return [judge(pv, None if pv.flag else next(preds), checks, largest_component) for pv in pvs]
+
+
+def _write(out, prefix, result: ViewResult, row, save_probs, replace):
+    """Write one judged view (``row`` updated in place); returns its labels on the input grid or None."""
+    pv, pred = result.prepared, result.prediction
+    row.update(status=result.status, reason=result.reason)
+    if pred is not None:
+        row.update(confidence_fields(pred, result.found))
+    if result.reason:  # flagged: the overlay only; no segmentation is claimed (a refused map is drawn)
+        write_flagged(out, prefix, pv, result.reason, replace, pred, result.labels)
         return None
-    stats, on_input = write_view(out, prefix, pv, pred, labels, save_probs, replace)
+    stats, on_input = write_view(out, prefix, pv, pred, result.labels, save_probs, replace)
     row.update(stats)
     return on_input
 

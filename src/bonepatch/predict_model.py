@@ -120,6 +120,7 @@ class Predictor:
             chunk, boxes_in = views[i:i + self.batch_size], fits[i:i + self.batch_size]
             x = torch.stack([self._input(v, b) for v, b in zip(chunk, boxes_in)]).to(self.device)  # (B, 1, H, W)
             probs, kp, conf, boxes = self._forward(x)
-            results += [self._back(v, b, probs[j], None if kp is None else kp[j], None if conf is None else conf[j],
-                                   None if boxes is None else boxes[j]) for j, (v, b) in enumerate(zip(chunk, boxes_in))]
+            for j, (v, b) in enumerate(zip(chunk, boxes_in)):
+                results.append(self._back(v, b, probs[j], None if kp is None else kp[j],
+                                          None if conf is None else conf[j], None if boxes is None else boxes[j]))
         return results

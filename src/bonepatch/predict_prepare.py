@@ -160,9 +160,8 @@ def prepare(view: ScanView, size: tuple[int, int], options: PrepareOptions = Pre
         if len(spans) == 2:
             panel_notes.append(f"{'left' if i == 0 else 'right'} panel of two side-by-side views (columns "
                                f"{frame.region()[0]}-{frame.region()[2] - 1}): named {name}")
-        pv = PreparedView(replace(view, image=upright[:, x0:x1].copy(),
-                                  view=name, flipped=flipped),
-                          frame, notes=panel_notes, inverted=inverted, rotation=-90 * k, panel=i if len(spans) == 2 else "")
+        pv = PreparedView(replace(view, image=upright[:, x0:x1].copy(), view=name, flipped=flipped), frame,
+                          notes=panel_notes, inverted=inverted, rotation=-90 * k, panel=i if len(spans) == 2 else "")
         pv.flag = screen(pv.view.image, options.min_total_counts) if len(spans) == 2 else ""
         if not pv.flag:
             pv.fit, note = layout.plan_fit(pv.view.image, size)

@@ -206,6 +206,34 @@ def test_other_aspects_are_padded_or_cropped_not_stretched(predictor, pair):
     _agree("tall_atlas", got, np.pad(ref, ((0, 64), (0, 0))), 0.8)
 
 
+def test_exports_end_to_end(tiny_ckpt, tmp_path, pair):
+    d = tmp_path / "in"
+    d.mkdir()
+    eight = (pair[0] / pair[0].max() * 255).round().astype(np.uint8)
+    Image.fromarray(255 - eight).save(d / "inverted.png")  # dark bone on white, 8-bit
+    np.save(d / "landscape.npy", np.rot90(pair[0], -1).copy())  # head on the right
+    Image.fromarray(np.concatenate([eight, (pair[1] / pair[1].max() * 255).astype(np.uint8)], 1)).save(d / "pair.png")
+    np.save(d / "truncated.npy", pair[0][:150])
+    before = {p.name: p.read_bytes() for p in d.iterdir()}
+    rows = predict(tiny_ckpt, str(d), tmp_path / "out", progress=False, refuse_unsure=False)
+    assert {p.name: p.read_bytes() for p in d.iterdir()} == before  # inputs untouched
+    got = {(r["outputs"], r["status"], r["inverted"], r["rotation"], r["panel"]) for r in rows}
+    assert got == {("inverted_unknown", "ok", True, 0, ""), ("landscape_unknown", "ok", False, -90, ""),
+                   ("pair_anterior", "ok", False, 0, 0), ("pair_posterior", "ok", False, 0, 1),
+                   ("truncated_unknown", "ok", False, 0, "")}
+    by = {r["outputs"]: r for r in rows}
+    assert "inverted back" in by["inverted_unknown"]["notes"] and "padded below" in by["truncated_unknown"]["notes"]
+    assert by["pair_posterior"]["region"] == "64 0 128 256" and by["landscape_unknown"]["height"] == 256
+    out = tmp_path / "out"
+    for prefix, shape in (("inverted_unknown", (256, 64)), ("landscape_unknown", (64, 256)),
+                          ("pair_anterior", (256, 128)), ("truncated_unknown", (150, 64))):
+        assert np.asarray(Image.open(out / f"{prefix}_labels.png")).shape == shape  # the input's grid
+    kp = json.loads((out / "truncated_unknown_keypoints.json").read_text())
+    assert kp["region"] == [0, 0, 64, 150] and all("inside" in k for k in kp["keypoints"])
+    with open(out / "summary.csv", newline="") as f:
+        assert [r["outputs"] for r in csv.DictReader(f)] == [r["outputs"] for r in rows]
+
+
 def _noise_cases(d):
     rng = np.random.default_rng(3)
     cases = {"empty": np.zeros((256, 64)), "poisson": rng.poisson(5, (256, 64)),

@@ -77,23 +77,23 @@ def line_masks(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def caption_rows(image: np.ndarray) -> tuple[int, int]:
     """[y0, y1) of the rows to keep: bands at the top or bottom that are separate from the body
-    (empty rows between), low (<= 12% of the height) and near the edge (text, labels, markers)
-    are left out."""
+    (rows empty even of faint soft tissue between), low (<= 12% of the height) and near the edge
+    (text, labels, markers) are left out."""
     h = image.shape[0]
-    occupied = foreground(image).mean(1) > 0.005
-    bands = runs(occupied)
+    bands = runs(foreground(image).mean(1) > 0.005)
     if len(bands) < 2:
         return 0, h
+    empty = ~foreground(image, EDGE_LEVEL).any(1)  # rows without even faint activity
     main = max(bands, key=lambda b: float(image[b[0]:b[1]].sum()))
     y0, y1 = 0, h
     for b in bands:
-        small = b[1] - b[0] <= 0.12 * h and b != main
-        if small and b[1] <= main[0] and b[0] <= y0 + 0.05 * h:
-            y0 = b[1]
+        if b[1] > main[0] or b[0] > y0 + 0.05 * h or b[1] - b[0] > 0.12 * h or not empty[b[1]:main[0]].any():
+            break
+        y0 = b[1]
     for b in reversed(bands):
-        small = b[1] - b[0] <= 0.12 * h and b != main
-        if small and b[0] >= main[1] and b[1] >= y1 - 0.05 * h:
-            y1 = b[0]
+        if b[0] < main[1] or b[1] < y1 - 0.05 * h or b[1] - b[0] > 0.12 * h or not empty[main[1]:b[0]].any():
+            break
+        y1 = b[0]
     return y0, y1
 
 

@@ -79,12 +79,14 @@ def consistency(predictor, ant, post) -> dict:
     shot = np.concatenate([np.asarray(caption), np.concatenate([ant, post], 1)], 0)
     maps = on_input(predictor, shot)
     top = caption.height  # not split: 0, a failure
-    out["side_by_side"] = (dice(maps[0][top:, :w], ref) + dice(maps[1][top:, w:], ref_post)) / 2 if len(maps) == 2 else 0.0
+    pair = (dice(maps[0][top:, :w], ref) + dice(maps[1][top:, w:], ref_post)) / 2 if len(maps) == 2 else 0.0
+    out["side_by_side"] = pair
     for name, f in (("size_2x", 2.0), ("size_0.5x", 0.5)):
         size = (round(h * f), round(w * f))
         out[name] = dice(on_input(predictor, resize_counts(ant, size))[0], resize_labels(ref, size))
     pad = w // 4
-    out["wide_margins"] = dice(on_input(predictor, np.pad(ant, ((0, 0), (pad, pad))))[0], np.pad(ref, ((0, 0), (pad, pad))))
+    margins = ((0, 0), (pad, pad))
+    out["wide_margins"] = dice(on_input(predictor, np.pad(ant, margins))[0], np.pad(ref, margins))
     return out
 
 
@@ -143,6 +145,12 @@ def main() -> None:
               "phantom_kept_bottom": {f: [pipeline_evidence(predictor, v[-round(f * size[0]):])
                                           for v in views[: a.n // 2]] for f in (0.45, 0.6)},
               "noise": {k: raw_evidence(predictor, v.astype(np.float32)) for k, v in noise.items()}}
+    truth = [render(2000, i, PhantomConfig(height=size[0], width=size[1], mm_per_px=cfg.mm_per_px, truncate_prob=0.3,
+                                           child_prob=0.2, scoliosis_prob=0.3)) for i in range(4 * a.n)]
+    kps = [np.asarray(t["keypoints"]) for t in truth]
+    refused = [check_prediction(np.asarray(t["mask"]), k[:, :2], k[:, 2], k[:, 2] > 0, CHECKS)
+               for t, k in zip(truth, kps)]
+    report["truth_refused"] = {"views": len(truth), "refused": [r for r in refused if r]}
     pairs = [consistency(predictor, views[i], views[i + 1]) for i in range(0, min(a.n, 12), 2)]
     report["consistency"] = {k: round(float(np.mean([c[k] for c in pairs])), 4) for k in pairs[0]}
     report["consistency_min"] = {k: round(float(np.min([c[k] for c in pairs])), 4) for k in pairs[0]}

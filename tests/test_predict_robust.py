@@ -324,4 +324,9 @@ def test_resume_writes_each_view_once(tiny_ckpt, tmp_path, pair, monkeypatch):
     before = len(writes)
     assert len(predict(tiny_ckpt, str(d), out, resume=True, **opts)) == 5 and len(writes) == before  # all done
     assert json.loads((out / "predict_run.json").read_text())["options"]["tta_flip"] is False
+    np.save(d / "case5_ant.npy", pair[0])
+    monkeypatch.setattr(predict_mod, "read_views", lambda f, **kw: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C in a resumed run: what was there stays listed
+        predict(tiny_ckpt, str(d), out, resume=True, **opts)
+    assert [r["outputs"] for r in _summary(out)] == [f"case{i}_ant_anterior" for i in range(5)]
 

@@ -159,11 +159,20 @@ def predict(ckpt, inputs, output, device="auto", batch_size=4, progress=True, fo
     finally:  # also after Ctrl-C: what was done is listed, in input order, each view once
         order = {str(f): i for i, f in enumerate(files)}
         rows.sort(key=lambda r: (order.get(r["input"], -1), int(r.get("frame") or 0), str(r.get("panel", ""))))
-        seen = {resume_io.view_key(r) for r in rows}
-        rows += [r for k, r in previous.items() if k not in seen]  # earlier inputs not given this time
+        rows += _earlier_rows(previous, rows)  # views not reached (interrupted) or not given this time
         pio.write_csv(out / "summary.csv", rows, SUMMARY_FIELDS, overwrite=True)
         journal.close(remove=True)
     return rows
+
+
+def _earlier_rows(previous: dict, rows: list[dict]) -> list[dict]:
+    """Rows of an earlier run that this run did not replace: each view once, and no stale file error
+    beside new view rows (or stale view rows beside a new file error)."""
+    keys = {resume_io.view_key(r) for r in rows}
+    with_views = {r["input"] for r in rows if str(r.get("frame", "")) != ""}
+    with_error = {r["input"] for r in rows if str(r.get("frame", "")) == ""}
+    return [r for k, r in previous.items() if k not in keys and r["input"] not in with_error
+            and not (k[1] == "" and r["input"] in with_views)]
 
 
 @dataclass

@@ -46,7 +46,13 @@ def raw_evidence(predictor, image) -> dict:
     found = found_keypoints(pred.confidence, pred.inside, CHECKS)
     reason = check_prediction(pred.labels, pred.keypoints, pred.confidence, pred.inside, CHECKS)
     return {"found": int(found.sum()), "confidence": round(float(pred.confidence.mean()), 3),
+            "found_at": _found_at(pred.confidence, pred.inside),
             "screen": screen(image, 1000.0).split(":")[0], "check": reason.split(":")[0] or "ok"}
+
+
+def _found_at(confidence, inside) -> dict:
+    """Keypoints inside the view at confidence >= 0.3, 0.4, 0.5: how the threshold was chosen."""
+    return {t: int(((confidence >= t) & inside).sum()) for t in (0.3, 0.4, 0.5)}
 
 
 def pipeline_evidence(predictor, image) -> dict:
@@ -55,6 +61,7 @@ def pipeline_evidence(predictor, image) -> dict:
                        CHECKS)
     c = r.prediction.confidence if r.prediction is not None else np.zeros(1)
     return {"found": None if r.found is None else int(r.found.sum()), "confidence": round(float(c.mean()), 3),
+            "found_at": None if r.prediction is None else _found_at(c, r.prediction.inside),
             "check": r.reason.split(":")[0] or "ok"}
 
 
@@ -105,15 +112,18 @@ def figure(predictor, ant, post, stem) -> list[str]:
     """One picture per export kind: the earlier predict.py's overlay, then the new one(s)."""
     caption = Image.new("F", (512, 48), 0.0)
     ImageDraw.Draw(caption).text((40, 16), "ANTERIOR                          POSTERIOR", fill=255.0)
+    rng = np.random.default_rng(5)
     cases = {"inverted": ant.max() - ant, "landscape": np.rot90(ant).copy(), "truncated": ant[:600].copy(),
-             "side_by_side": np.concatenate([np.asarray(caption), np.concatenate([ant, post], 1)], 0)}
+             "side_by_side": np.concatenate([np.asarray(caption), np.concatenate([ant, post], 1)], 0),
+             "near_empty": (rng.poisson(0.004, ant.shape) * 60).astype(np.float32)}  # stray counts, no patient
     paths = []
     for name, image in cases.items():
         pictures = [_old_overlay(predictor, image, name)]
         for r in segment_image(predictor, ScanView(image, "unknown", None, "x"), PrepareOptions(), CHECKS):
             kp = None if r.prediction is None else np.concatenate(
                 [r.prediction.keypoints, r.prediction.confidence[:, None]], 1)
-            label = f"after: {r.status}" + (f", {r.reason.split(':')[0]}" if r.reason else f" ({r.prepared.view.view})")
+            done = ", ".join(n.split(":")[0].split(" (")[0] for n in r.prepared.notes)
+            label = f"after: {r.status}, " + (r.reason.split(":")[0] if r.reason else f"{r.prepared.view.view}; {done}")
             pictures.append(overlay(r.prepared.view.image, r.labels, kp, scale=1, legend=False, title=label))
         paths.append(f"{stem}_{name}.png")
         Image.fromarray(montage(pictures, gap=8)).save(paths[-1])
@@ -137,7 +147,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     noise = {"poisson5": rng.poisson(5, size), "poisson0.3": rng.poisson(0.3, size),
              "uniform8bit": rng.integers(0, 256, size), "gauss_blobs": np.abs(rng.normal(0, 1, size)) * 20,
-             "sparse_hot": rng.poisson(0.01, size) * 50, "inverted_poisson": 255 - rng.poisson(3, size)}
+             "sparse_hot": rng.poisson(0.01, size) * 50, "inverted_poisson": 255 - rng.poisson(3, size),
+             "stray_hot_pixels": rng.poisson(1, size) + (rng.random(size) < 0.001) * 200}
     report = {"ckpt": a.ckpt, "size": size,
               "phantom": [raw_evidence(predictor, v) for v in views],
               "phantom_kept_top": {f: [pipeline_evidence(predictor, v[:round(f * size[0])]) for v in views[: a.n // 2]]
@@ -166,6 +177,7 @@ def main() -> None:
                     c = r.prediction.confidence if r.prediction is not None else np.zeros(1)
                     real[f.name] = {"status": r.status, "reason": r.reason.split(":")[0],
                                     "found": None if r.found is None else int(r.found.sum()),
+                                    "found_at": None if r.prediction is None else _found_at(c, r.prediction.inside),
                                     "confidence": round(float(c.mean()), 3)}
         report["real"] = real
         if a.figure:

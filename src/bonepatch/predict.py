@@ -76,7 +76,7 @@ def _settings(ckpt, out: Path, options: dict) -> tuple[PrepareOptions, CheckOpti
 def predict(ckpt, inputs, output, device="auto", batch_size=4, progress=True, force_dicom=False, tta_flip=False,
             largest_component=False, overwrite=False, save_probs=False, dicom_seg=False, trust_checkpoint=False,
             min_total_counts=1000.0, resume=False, polarity="auto", orientation="auto", panels="auto",
-            panel_views=("anterior", "posterior"), refuse_unsure=True, min_keypoint_confidence=0.3,
+            panel_views=("anterior", "posterior"), refuse_unsure=True, min_keypoint_confidence=0.5,
             min_found_keypoints=4, order_tolerance=0.02) -> list[dict]:
     """Predict every view of ``inputs`` into ``output``; returns the summary rows (also in summary.csv).
 

@@ -48,7 +48,7 @@ class CheckOptions:
     min_class_share: a class takes part in the order rules from this share of the view's pixels."""
 
     refuse_unsure: bool = True
-    min_keypoint_confidence: float = 0.3
+    min_keypoint_confidence: float = 0.5
     min_found_keypoints: int = 4
     order_tolerance: float = 0.02
     min_class_share: float = 0.0005

@@ -20,7 +20,7 @@ HEAD_SHARE = 0.56  # share of the counts in one half of a lying body that marks 
 EDGE_LEVEL = 0.05  # a cut body: foreground at this level (faint shins, soft tissue count) ...
 EDGE_BAND = 0.01  # ... in the outer rows at that edge (fraction of the height, >= 1 row) ...
 EDGE_COVER = 0.03  # ... covering at least this fraction of the width
-MAX_CROSSING = 0.15  # ... and the two bodies touch across the split in at most 15% of the rows
+MAX_CROSSING = 0.3  # ... and the two bodies touch across the split in at most 30% of the rows (arms at the edges)
 GAP_LEVEL = 0.25  # side-by-side views: columns whose foreground share is under 25% of the busiest column's
 
 
@@ -102,8 +102,8 @@ def lying_head(image: np.ndarray) -> tuple[bool, str | None, float]:
     counts in the left half of the body box). The head end carries the skull, the shoulders,
     ribs and spine: clearly more counts than the legs."""
     h, w = image.shape
-    box = body_box(foreground(image))
-    if box is None or w <= h:
+    box = None if w <= h else body_box(foreground(image))
+    if box is None:
         return False, None, 0.5
     y0, y1, x0, x1 = box
     if (x1 - x0) < LANDSCAPE_ELONGATION * (y1 - y0):

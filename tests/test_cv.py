@@ -55,7 +55,8 @@ def test_two_fold_cross_validation_summary_and_fold_ensemble(tmp_path):
     files = checkpoint_files(sweep)
     assert [f.parent.parent.name for f in files] == ["0", "1"]
     out = tmp_path / "pred"
-    rows = predict(sweep, tmp_path / "set" / "images" / "0001_ant.jpg", out, progress=False)
+    rows = predict(sweep, tmp_path / "set" / "images" / "0001_ant.jpg", out, progress=False,
+                   refuse_unsure=False)  # a tiny model is unsure
     assert [r["status"] for r in rows] == ["ok"]
     labels = np.asarray(Image.open(out / "0001_ant_anterior_labels.png"))
     assert labels.shape == (256, 64) and labels.max() <= 12
@@ -99,10 +100,12 @@ def test_stored_choice_is_applied_by_predict_and_old_checkpoints_mean_none(tiny_
     from bonepatch.data.phantom import render
     s = render(0, 0, PhantomConfig(height=256, width=64, mm_per_px=9.6))
     Image.fromarray(np.clip(s["image"], 0, 65535).astype(np.uint16)).save(scan)
-    predict(ckpt, scan, tmp_path / "raw", progress=False)
+    predict(ckpt, scan, tmp_path / "raw", progress=False,
+                   refuse_unsure=False)  # a tiny model is unsure
     set_postprocess(ckpt, {"largest_component": list(map(str, ("skull", "rib", "femur", "pelvis", "humerus")))})
     assert load_models(ckpt)[2] == tuple(CLASS_IDS[n] for n in ("skull", "rib", "femur", "pelvis", "humerus"))
-    predict(ckpt, scan, tmp_path / "pp", progress=False)
+    predict(ckpt, scan, tmp_path / "pp", progress=False,
+                   refuse_unsure=False)  # a tiny model is unsure
     raw = np.asarray(Image.open(tmp_path / "raw" / "scan_unknown_labels.png"))
     pp = np.asarray(Image.open(tmp_path / "pp" / "scan_unknown_labels.png"))
     wanted = [CLASS_IDS[n] for n in ("skull", "rib", "femur", "pelvis", "humerus")]

@@ -48,13 +48,15 @@ def _summary(out: Path) -> list[dict]:
 
 
 def _opts(**kw):
-    return {"progress": False, **kw}
+    """These tests check files and bad inputs with an untrained model, whose maps the checks refuse."""
+    return {"progress": False, "refuse_unsure": False, **kw}
 
 
 def test_cli_end_to_end_without_patient_data(ckpt, scans, tmp_path):
     out, hydra_dir = tmp_path / "out", tmp_path / "hydra"
     proc = subprocess.run([sys.executable, str(ROOT / "predict.py"), f"ckpt={ckpt}", f"input={scans}",
-                           f"output={out}", f"hydra.run.dir={hydra_dir}", "progress=false", "save_probs=true"],
+                           f"output={out}", f"hydra.run.dir={hydra_dir}", "progress=false", "save_probs=true",
+                           "refuse_unsure=false"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = _summary(out)
@@ -106,7 +108,7 @@ def test_corrupt_files_do_not_stop_the_batch(ckpt, tmp_path, toy_scan):
     with open_dict(cfg):
         del cfg["defaults"]
         cfg.update(ckpt=str(ckpt), input=[str(d), str(tmp_path / "missing.png")], output=str(tmp_path / "out"),
-                   progress=False)
+                   progress=False, refuse_unsure=False)
     assert run(cfg) == 1  # the exit code of predict.py
     rows = {Path(r["input"]).name: r for r in _summary(tmp_path / "out")}
     assert set(rows) == {"good.png", "truncated.png", "text.dcm", "missing.png"}
@@ -132,7 +134,7 @@ def test_empty_and_noise_scans_are_flagged_not_segmented(ckpt, tmp_path):
     assert [(r["status"], r["reason"].split(":")[0]) for r in rows] == [
         ("flag", "low counts"), ("flag", "no body found")]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "empty_unknown_overlay.png", "noise_unknown_overlay.png", "summary.csv"]
+        "empty_unknown_overlay.png", "noise_unknown_overlay.png", "predict_run.json", "summary.csv"]
 
 
 def test_overwrite_refused_by_default_and_no_temp_files(ckpt, scans, tmp_path):

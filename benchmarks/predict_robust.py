@@ -192,8 +192,8 @@ def main() -> None:
             ant = read_views(jpgs[0])[0].image
             post = read_views(jpgs[0].with_name(jpgs[0].name.replace("_ant", "_post")))[0].image
         else:
-            from bonepatch.data.phantom import PhantomConfig, render_pair
-            pair = render_pair(7, 3, PhantomConfig())
+            from bonepatch.data import phantom
+            pair = phantom.render_pair(7, 3, phantom.PhantomConfig())
             ant, post = (np.asarray(v["image"], np.float32) for v in pair)
         report["figures"] = figure(predictor, ant, post, a.figure)
     text = json.dumps(report, indent=1)

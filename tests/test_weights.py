@@ -46,3 +46,16 @@ def test_init_from_default_loads_the_shipped_weights(tiny_ckpt, tmp_path, monkey
 def test_export_cli(tiny_ckpt, tmp_path, capsys):
     assert ck.main(["export", str(tiny_ckpt), str(tmp_path / "x.pt")]) == 0
     assert "MiB" in capsys.readouterr().out and (tmp_path / "x.pt").is_file()
+
+
+def test_the_shipped_default_weights_load_safely_and_fit_the_size_budget():
+    path = ck.DEFAULT_WEIGHTS
+    assert path.is_file(), "bonepatch/weights/default.pt ships with the package (docs/model_card.md)"
+    assert path.stat().st_size <= 40 * 2**20
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    assert raw["bonepatch"]["dtype"] == "float16"
+    model, config = ck.load_model("default")
+    assert config["data"]["train_dataset"]["config"]["height"] == 512  # the model card's training size
+    with torch.inference_mode():
+        out = model(torch.rand(1, 1, 512, 128) * 50)
+    assert out.logits.shape == (1, 13, 512, 128) and torch.isfinite(out.logits).all()

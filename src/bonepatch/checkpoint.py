@@ -61,9 +61,10 @@ def postprocess_of(ckpt: dict) -> dict | None:
 def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
     """The checkpoint dict, loaded with ``weights_only=True`` (no arbitrary code runs).
 
-    ``trust=True`` falls back to full unpickling; only for files you made yourself.
+    ``trust=True`` falls back to full unpickling; only for files you made yourself. ``path``
+    ``default`` is the shipped weights (``resolve_checkpoint``).
     """
-    path = Path(path)
+    path = resolve_checkpoint(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

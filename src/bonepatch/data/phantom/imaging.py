@@ -5,7 +5,9 @@ Physics of one view (all deterministic given the subject's draws):
 1. Bone, organ and artefact shapes are rasterised at full resolution (all at once,
    :mod:`raster`) into an activity map (sum of projections, each shape weighted by
    ``exp(-mu * thickness * distance to the camera side)``), summed straight into 2x2 bins, and,
-   with the view's :data:`PAINT_ORDER` as priority, into the label map.
+   with the convention's and view's :data:`PAINT_ORDER` as priority, into the label map; the
+   shapes with a hotspot class (lesions, degenerative spots, artefacts, bladder) once more into
+   the hotspot map (:func:`hotspot_map`).
 2. Soft tissue (body outline) is rasterised at half resolution and added to the binned
    activity, which is blurred with a separable Gaussian of the collimator FWHM there (the 2x2
    binning and bilinear upsampling add under 0.3 px of blur), then upsampled back.

@@ -21,6 +21,7 @@ from .checkpoint import stamp_checkpoint
 from .anatomy import CLASSES
 from .losses import SegmentationLoss
 from .metrics import dice_dict, make_metrics
+from .value_checks import stage
 
 STAGES = ("keypoint", "segment", "joint")
 
@@ -120,19 +121,23 @@ class BonePatchModule(L.LightningModule):
         out = self.model(batch["image"], keypoints=self._box_keypoints(batch, train))
         w, losses = self.loss_weights, {}
         if is_pipeline(self.model) and self.stage in ("keypoint", "joint") and w["keypoint"]:
-            losses["keypoint"] = w["keypoint"] * self.model.keypoint_loss(out, batch["keypoints"])
+            with stage("loss.keypoint"):
+                losses["keypoint"] = w["keypoint"] * self.model.keypoint_loss(out, batch["keypoints"])
         if self.stage != "keypoint":
             if out.patch_logits is not None and w["patch"] and hasattr(self.model, "patch_targets"):
-                target = self.model.patch_targets(batch["mask"], out.boxes)  # (B*R,h,w)
-                losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
+                with stage("loss.patch"):
+                    target = self.model.patch_targets(batch["mask"], out.boxes)  # (B*R,h,w)
+                    losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
             if w["full"]:
-                losses["full"] = w["full"] * self.seg_loss(out.logits, batch["mask"])
+                with stage("loss.full"):
+                    losses["full"] = w["full"] * self.seg_loss(out.logits, batch["mask"])
         loss = self._finish(split, losses, batch)
         if not train:
-            metrics = self.val_metrics if split == "val" else self.test_metrics
-            metrics["dice"].update(out.logits.argmax(1), batch["mask"])
-            if out.keypoints is not None:
-                metrics["kp"].update(out.keypoints, batch["keypoints"])
+            with stage("metrics"):
+                metrics = self.val_metrics if split == "val" else self.test_metrics
+                metrics["dice"].update(out.logits.argmax(1), batch["mask"])
+                if out.keypoints is not None:
+                    metrics["kp"].update(out.keypoints, batch["keypoints"])
             self._last_eval = (batch, out)
         return loss
 

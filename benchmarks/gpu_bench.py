@@ -63,6 +63,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--name", default=None, help="section / file name (default: gpu, or cpu_smoke with --tiny)")
     p.add_argument("--docs", default=str(ROOT / "docs"), help="folder receiving benchmarks.md's section")
     p.add_argument("--json", default=None, help="JSON path (default <docs>/benchmarks/gpu_bench_<name>.json)")
+    p.add_argument("--from-json", default=None, metavar="PATH",
+                   help="no run: write a device run's JSON (from $OUT) into <docs> (JSON + benchmarks.md section)")
     a = p.parse_args(argv)
     big = dict(size=(1024, 256), batch=64, steps=300, skip=10, preloaded_steps=20, train_views=2048,
                test_views=256, loader_workers=8, precision="bf16-mixed")
@@ -229,8 +231,21 @@ def markdown(rep_: dict) -> str:
     return "\n".join(lines)
 
 
+def write_docs(report: dict, docs: Path, json_path: Path | None = None) -> Path:
+    out = Path(json_path or docs / "benchmarks" / f"gpu_bench_{report['name']}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1, default=str))
+    rep.replace_section(docs / "benchmarks.md", report["name"], markdown(report), kind="gpu_bench")
+    return out
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
+    if a.from_json:
+        report = json.loads(Path(a.from_json).read_text())
+        out = write_docs(report, Path(a.docs))
+        print(f"[gpu_bench] {a.from_json} -> {out} and the gpu_bench:{report['name']} section of {a.docs}/benchmarks.md")
+        return report
     t_start = time.perf_counter()
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("--device cuda: no CUDA GPU here; use --device cpu --tiny for the smoke run")
@@ -257,10 +272,7 @@ def main(argv=None) -> dict:
               "command": "python benchmarks/gpu_bench.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     report["total_wall_s"] = time.perf_counter() - t_start
     docs = Path(a.docs)
-    out = Path(a.json or docs / "benchmarks" / f"gpu_bench_{a.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1, default=str))
-    rep.replace_section(docs / "benchmarks.md", a.name, markdown(report), kind="gpu_bench")
+    out = write_docs(report, docs, a.json)
     print(markdown(report))
     print(f"[gpu_bench] done in {report['total_wall_s']:.0f} s: {out}, {docs / 'benchmarks.md'}", flush=True)
     return report

@@ -231,7 +231,7 @@ def main(argv=None) -> dict:
     n_views = args.batch * max(args.load_batches, 2)
     data = {"phantom on the fly": time_loader(phantom(args, n_views), args.batch, args.load_batches)}
     from bonepatch.data.cache import CachedDataset
-    cached = CachedDataset(phantom(args, n_views), workers=1)
+    cached = CachedDataset(phantom(args, n_views), workers=0)
     data["cached phantom"] = time_loader(cached, args.batch, args.load_batches)
     batches = [cached[i] for i in range(args.batch)]
     from bonepatch.data.datamodule import collate

@@ -15,7 +15,6 @@ torch.Size([2, 1, 64, 32])
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

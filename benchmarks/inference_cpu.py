@@ -11,6 +11,12 @@ prior layout (``keypoints=`` the prior, teacher forcing: the keypoint net still 
 ``--boxes predicted`` times the untrained net's own boxes.
 
     python benchmarks/inference_cpu.py --n 15 --threads 2 --rounds 2     # both memory formats
+    python benchmarks/inference_cpu.py --paired --n 40 --formats contiguous   # the ratio, paired
+
+``--paired`` runs both models in ONE process, alternating view by view (pipeline, single-stage,
+pipeline, ...), and reports each model's median and the median of the per-pair ratios: on shared
+CPUs whose speed drifts, the ratio of neighbouring runs is far steadier than the ratio of two
+medians taken minutes apart. (Peak RSS then covers both models; use the default mode for memory.)
 """
 from __future__ import annotations
 
@@ -98,6 +104,37 @@ def worker(name: str, n: int, threads: int, channels_last: bool, boxes: str = "p
     return res
 
 
+def paired(n: int, threads: int, channels_last: bool, boxes: str = "prior") -> dict:
+    """Both models in this process, alternating per view; medians and the median per-pair ratio."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    models = {name: build(name) for name in MODELS}
+    if channels_last:
+        models = {k: m.to(memory_format=torch.channels_last) for k, m in models.items()}
+    image = torch.rand(1, 1, 1024, 256, generator=torch.Generator().manual_seed(0)) * 500
+    kp = prior_keypoints(image) if boxes == "prior" else None
+    args = {"pipeline": (image, kp), "single_stage": (image, None)}
+    times = {name: [] for name in MODELS}
+    with torch.inference_mode():
+        for name, m in models.items():  # warm-up
+            for _ in range(3):
+                m(*args[name])
+        for i in range(n):
+            order = list(MODELS) if i % 2 == 0 else list(MODELS)[::-1]  # ABBA: no order bias
+            for name in order:
+                t0 = time.perf_counter()
+                models[name](*args[name])
+                times[name].append(time.perf_counter() - t0)
+        stages = [pipeline_stages(models["pipeline"], image, kp) for _ in range(max(5, n // 4))]
+    ratios = [a / b for a, b in zip(times["pipeline"], times["single_stage"])]
+    q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [min(ratios), 0, max(ratios)]
+    return {"pipeline_median_s": statistics.median(times["pipeline"]),
+            "single_stage_median_s": statistics.median(times["single_stage"]),
+            "ratio_median": statistics.median(ratios), "ratio_q1": q[0], "ratio_q3": q[-1], "pairs": n,
+            "stages_ms": {k: 1e3 * statistics.median(s[k] for s in stages) for k in stages[0]}}
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -117,6 +154,7 @@ def main():
                     choices=["contiguous", "channels_last"])
     ap.add_argument("--boxes", default="prior", choices=["prior", "predicted"],
                     help="pipeline boxes: the prior layout (realistic sizes) or the untrained net's")
+    ap.add_argument("--paired", action="store_true", help="both models in one process, alternating; per-pair ratio")
     ap.add_argument("--worker", choices=list(MODELS), help=argparse.SUPPRESS)
     ap.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -125,6 +163,16 @@ def main():
         return
     print(f"CPU: {cpu_model()} ({os.cpu_count()} logical), threads={args.threads}, n={args.n}, "
           f"pipeline boxes: {args.boxes}, load average before: {os.getloadavg()}")
+    if args.paired:
+        for fmt in args.formats:
+            for _ in range(args.rounds):
+                r = paired(args.n, args.threads, fmt == "channels_last", args.boxes)
+                print(f"[{fmt}, paired] pipeline median {r['pipeline_median_s']:.3f} s/view, single-stage "
+                      f"{r['single_stage_median_s']:.3f} s/view; ratio median {r['ratio_median']:.3f}x "
+                      f"(quartiles {r['ratio_q1']:.3f}-{r['ratio_q3']:.3f}, {r['pairs']} pairs); load {os.getloadavg()[0]:.2f}")
+                print("  pipeline stages (ms, median): " + ", ".join(f"{k} {v:.1f}" for k, v in r["stages_ms"].items()))
+        print(f"\nload average after: {os.getloadavg()}")
+        return
     for fmt in args.formats:
         results = {}
         for _ in range(args.rounds):  # alternate the models; keep each one's best median (shared CPUs)

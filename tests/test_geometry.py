@@ -55,6 +55,10 @@ def test_paste_methods_agree_and_window_is_local():
     a = paste_patches(patches, boxes, (H, W), w, method="loop")
     b = paste_patches(patches, boxes, (H, W), w, method="scatter")
     assert torch.allclose(a, b, atol=1e-5)
+    for weights in (w, None):  # the static, sync-free paste (accelerators, torch.compile)
+        a, ca = paste_patches(patches, boxes, (H, W), weights, method="loop", return_coverage=True)
+        c, cc = paste_patches(patches, boxes, (H, W), weights, method="separable", return_coverage=True)
+        assert torch.allclose(a, c, atol=1e-5) and torch.allclose(ca, cc, atol=1e-5) and ca.shape == cc.shape
     assert (a[:, :, 700:] == 0).all()  # below the thighs nothing is pasted
 
 
@@ -68,6 +72,33 @@ def test_crop_and_paste_gradcheck():
                     grad_inputs=(0, 1), gradcheck=True)
     check_component(lambda p, b: paste_patches(p, b, (9, 7), method="scatter"), patches, boxes,
                     grad_inputs=(0, 1), gradcheck=True)
+    check_component(lambda p, b: paste_patches(p, b, (9, 7), weights, method="separable"), patches, boxes,
+                    grad_inputs=(0, 1), gradcheck=True)
+
+
+def test_crop_matches_kornia_crop_and_resize():
+    """The one-grid_sample crop samples exactly where kornia's per-box perspective crop does."""
+    from kornia.geometry.transform import crop_and_resize
+    torch.manual_seed(0)
+    img = torch.rand(2, 3, 64, 48, dtype=torch.float64)
+    c = torch.rand(2, 5, 4, dtype=torch.float64) * torch.tensor([48, 64, 40, 40.]) + torch.tensor([0, 0, 3, 3.])
+    boxes = cxcywh_to_boxes(c)  # partly outside the image
+    stacked = img[:, None].expand(2, 5, 3, 64, 48).reshape(10, 3, 64, 48)
+    for mode in ("bilinear", "nearest"):
+        ref = crop_and_resize(stacked, boxes.reshape(10, 4, 2), (16, 12), mode=mode, align_corners=True)
+        assert torch.allclose(crop_patches(img, boxes, (16, 12), mode), ref, atol=1e-10)
+
+
+def test_region_boxes_module_is_the_function():
+    from bonepatch.geometry.boxes import RegionBoxes
+    kp, conf = _prior_kp(3) + torch.randn(3, 16, 2) * 9, torch.rand(3, 16)
+    conf[1] = 0  # no confident keypoint: the prior box
+    rule = RegionBoxes(DEFAULT_PATCHES, (192, 160), 0.2, 24.0, min_confidence=0.3)
+    ref = boxes_from_keypoints(kp, conf, DEFAULT_PATCHES, (192, 160), 0.2, 24.0, image_size=(H, W))
+    assert torch.equal(rule(kp, conf, (H, W)), ref) and not rule.state_dict()  # buffers not in checkpoints
+    rule.set_margin(0.3)
+    assert torch.equal(rule(kp, conf, (H, W)), boxes_from_keypoints(kp, conf, DEFAULT_PATCHES, (192, 160), 0.3, 24.0,
+                                                                     image_size=(H, W)))
 
 
 def test_crop_labels_nearest():

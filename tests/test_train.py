@@ -154,3 +154,13 @@ def test_experiments_run_on_folder_data_too(tmp_path):
         dm = T.instantiate(cfg.data)
         train = dm.datasets["train"]
         assert len(train) >= 1 and train[0]["mask"].shape == tuple(cfg.budget.folder_size)  # the CPU budget's size
+
+
+def test_gpu_trainer_config_composes_and_runs_on_cpu(tmp_path):
+    """`trainer=gpu` (README's GPU settings: bf16-mixed, cudnn benchmark) minus the device runs a
+    fast_dev_run on the CPU: no GPU-only key in conf/trainer/gpu.yaml."""
+    cfg = compose_cfg(tmp_path, ["experiment=joint", "trainer=gpu", "trainer.accelerator=cpu",
+                                 "trainer.fast_dev_run=true", "data.num_workers=1", *TINY])
+    assert cfg.trainer.precision == "bf16-mixed" and cfg.trainer.benchmark is True
+    T.run(cfg)
+    assert (Path(cfg.paths.output_dir) / "metrics_test.json").is_file()

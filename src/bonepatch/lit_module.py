@@ -22,6 +22,7 @@ from .anatomy import CLASSES
 from .losses import SegmentationLoss
 from .metrics import dice_dict, make_metrics
 from .postprocess import apply_postprocess, chosen_classes
+from .value_checks import stage
 
 STAGES = ("keypoint", "segment", "joint")
 
@@ -126,24 +127,28 @@ class BonePatchModule(L.LightningModule):
         out = self.model(batch["image"], keypoints=self._box_keypoints(batch, train))
         w, losses = self.loss_weights, {}
         if is_pipeline(self.model) and self.stage in ("keypoint", "joint") and w["keypoint"]:
-            losses["keypoint"] = w["keypoint"] * self.model.keypoint_loss(out, batch["keypoints"])
+            with stage("loss.keypoint"):
+                losses["keypoint"] = w["keypoint"] * self.model.keypoint_loss(out, batch["keypoints"])
         if self.stage != "keypoint":
             if out.patch_logits is not None and w["patch"] and hasattr(self.model, "patch_targets"):
-                target = self.model.patch_targets(batch["mask"], out.boxes)  # (B*R,h,w)
-                losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
+                with stage("loss.patch"):
+                    target = self.model.patch_targets(batch["mask"], out.boxes)  # (B*R,h,w)
+                    losses["patch"] = w["patch"] * self.seg_loss(out.patch_logits, target)
             if w["full"]:
-                losses["full"] = w["full"] * self.seg_loss(out.logits, batch["mask"])
+                with stage("loss.full"):
+                    losses["full"] = w["full"] * self.seg_loss(out.logits, batch["mask"])
         loss = self._finish(split, losses, batch)
         if not train:
-            metrics = self.val_metrics if split == "val" else self.test_metrics
-            labels = out.logits.argmax(1)
-            if split == "val" and self.postprocess_selector is not None:
-                self.postprocess_selector.update(labels, batch["mask"])
-            if split == "test":
-                labels = apply_postprocess(labels, chosen_classes(self.postprocess))
-            metrics["dice"].update(labels, batch["mask"])
-            if out.keypoints is not None:
-                metrics["kp"].update(out.keypoints, batch["keypoints"])
+            with stage("metrics"):
+                metrics = self.val_metrics if split == "val" else self.test_metrics
+                labels = out.logits.argmax(1)
+                if split == "val" and self.postprocess_selector is not None:
+                    self.postprocess_selector.update(labels, batch["mask"])
+                if split == "test":
+                    labels = apply_postprocess(labels, chosen_classes(self.postprocess))
+                metrics["dice"].update(labels, batch["mask"])
+                if out.keypoints is not None:
+                    metrics["kp"].update(out.keypoints, batch["keypoints"])
             self._last_eval = (batch, out)
         return loss
 

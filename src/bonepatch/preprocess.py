@@ -14,6 +14,8 @@ import kornia
 import torch
 from torch import nn
 
+from bonepatch import value_checks
+
 NEGATIVE_POLICIES = ("error", "clamp")
 
 
@@ -22,7 +24,9 @@ def check_image(x: torch.Tensor, name: str = "image", negative: str = "error") -
 
     Raises ValueError on the wrong rank, channel count or dtype, on NaN / inf, and on negative
     counts unless ``negative="clamp"`` (for inputs where small negatives come from background
-    subtraction or noise augmentation; they are set to 0).
+    subtraction or noise augmentation; they are set to 0). The value checks (NaN, negatives) run
+    where :mod:`bonepatch.value_checks` allows (eager mode on CPU tensors by default: on a GPU they
+    would be host-device syncs); ``negative="clamp"`` always clamps.
     """
     if not isinstance(x, torch.Tensor) or x.ndim != 4 or x.shape[1] != 1:
         raise ValueError(f"{name} must be a (B, 1, H, W) tensor, got "
@@ -30,10 +34,12 @@ def check_image(x: torch.Tensor, name: str = "image", negative: str = "error") -
                          "add the channel axis with x[:, None] or select one view")
     if not x.is_floating_point():
         raise ValueError(f"{name} must be floating point, got {x.dtype}; use x.float()")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"{name} contains NaN or inf counts; fix the data (e.g. torch.nan_to_num)")
     if negative not in NEGATIVE_POLICIES:
         raise KeyError(f"unknown negative policy {negative!r}; choose one of {NEGATIVE_POLICIES}")
+    if not value_checks.enabled(x):
+        return x.clamp_min(0) if negative == "clamp" else x
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{name} contains NaN or inf counts; fix the data (e.g. torch.nan_to_num)")
     if (x < 0).any():
         if negative == "clamp":
             return x.clamp_min(0)

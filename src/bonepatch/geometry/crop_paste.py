@@ -15,18 +15,22 @@ torch.Size([2, 1, 64, 32])
 """
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
-from kornia.geometry.transform import crop_and_resize
 from torch import nn
+
+from bonepatch import value_checks
+from bonepatch.geometry.paste_separable import paste_separable, taper_1d
 
 
 def _check_boxes(boxes: torch.Tensor, batch: int | None = None, min_side: float = 2.0):
-    """Boxes must be (B, R, 4, 2), finite, with sides of at least ``min_side`` pixels."""
+    """Boxes must be (B, R, 4, 2); their values (finite, sides >= ``min_side`` px) are checked
+    where :mod:`bonepatch.value_checks` allows (eager CPU: a host-device sync elsewhere)."""
     if boxes.ndim != 4 or boxes.shape[-2:] != (4, 2) or (batch is not None and boxes.shape[0] != batch):
         raise ValueError(f"boxes must be (B={batch}, R, 4, 2) corners tl, tr, br, bl; got {tuple(boxes.shape)}")
+    if not value_checks.enabled(boxes):
+        return
     if not torch.isfinite(boxes).all():
         raise ValueError("boxes contain NaN or inf; check the keypoints they come from")
     side = torch.minimum(boxes[..., 2, 0] - boxes[..., 0, 0], boxes[..., 2, 1] - boxes[..., 0, 1])
@@ -35,20 +39,44 @@ def _check_boxes(boxes: torch.Tensor, batch: int | None = None, min_side: float 
                          "raise min_size in boxes_from_keypoints")
 
 
+def crop_grid(boxes: torch.Tensor, size, image_size) -> torch.Tensor:
+    """``F.grid_sample`` grid (B, R*h, w, 2) sampling each box (B, R, 4, 2) corner to corner.
+
+    Patch pixel (i, j) of box r sits at ``tl + j (tr - tl) / (w - 1) + i (bl - tl) / (h - 1)``
+    (exact for the axis-aligned boxes of this package, and any parallelogram), normalised with
+    the ``align_corners=True`` rule of an image of ``image_size`` (H, W).
+    """
+    b, r = boxes.shape[:2]
+    h, w = int(size[0]), int(size[1])
+    big_h, big_w = int(image_size[0]), int(image_size[1])
+    tl, tr, bl = boxes[:, :, 0], boxes[:, :, 1], boxes[:, :, 3]  # (B, R, 2) each
+    # sample fractions 0..1 along each patch axis (a 1-sample axis sits at the top-left corner)
+    fj = torch.linspace(0, 1, w, device=boxes.device, dtype=boxes.dtype) if w > 1 else boxes.new_zeros(1)
+    fi = torch.linspace(0, 1, h, device=boxes.device, dtype=boxes.dtype) if h > 1 else boxes.new_zeros(1)
+    pts = (tl[:, :, None, None] + fj[:, None] * (tr - tl)[:, :, None, None]
+           + fi[:, None, None] * (bl - tl)[:, :, None, None])  # (B, R, h, w, 2) pixels x, y
+    scale = 2.0 / max(big_w - 1, 1), 2.0 / max(big_h - 1, 1)
+    grid = torch.stack([pts[..., 0] * scale[0] - 1, pts[..., 1] * scale[1] - 1], -1)
+    return grid.reshape(b, r * h, w, 2)
+
+
 def crop_patches(image: torch.Tensor, boxes: torch.Tensor, size, mode: str = "bilinear") -> torch.Tensor:
     """Crop and resize every box: image (B, C, H, W), boxes (B, R, 4, 2) -> (B*R, C, h, w).
 
-    Outside the image the crop is zero. Differentiable w.r.t. the image and the boxes.
+    Outside the image the crop is zero. Differentiable w.r.t. the image and the boxes. One
+    ``grid_sample`` per batch on the image itself (no copy of the image per region, no
+    per-box linear solve, static shapes: ``torch.compile``-able); the same samples as kornia's
+    ``crop_and_resize(..., align_corners=True)`` for the axis-aligned boxes used here.
     """
     if image.ndim != 4:
         raise ValueError(f"image must be (B, C, H, W), got {tuple(image.shape)}")
     _check_boxes(boxes, image.shape[0])
     b, r = boxes.shape[:2]
-    # (B, C, H, W) -> (B*R, C, H, W): repeat each image once per region (a view, not a copy)
-    stacked = image[:, None].expand(b, r, *image.shape[1:]).reshape(b * r, *image.shape[1:])
-    # (B, R, 4, 2) -> (B*R, 4, 2): one box per stacked image
-    return crop_and_resize(stacked, boxes.reshape(b * r, 4, 2), (int(size[0]), int(size[1])),
-                           mode=mode, align_corners=True)
+    h, w = int(size[0]), int(size[1])
+    grid = crop_grid(boxes, (h, w), image.shape[-2:]).to(image.dtype)
+    out = F.grid_sample(image, grid, mode=mode, padding_mode="zeros", align_corners=True)  # (B, C, R*h, w)
+    # (B, C, R*h, w) -> (B*R, C, h, w): region-major per image
+    return out.view(b, image.shape[1], r, h, w).transpose(1, 2).reshape(b * r, image.shape[1], h, w)
 
 
 def crop_labels(mask: torch.Tensor, boxes: torch.Tensor, size) -> torch.Tensor:
@@ -65,10 +93,7 @@ def taper(g: torch.Tensor, flat: float = 0.5, floor: float = 0.05) -> torch.Tens
     A flat-top (Tukey) window: 1 on the central ``flat`` fraction of each axis, a raised cosine
     down to ``floor`` at the box edge, 0 outside the box.
     """
-    t = ((g.abs() - flat) / (1 - flat)).clamp(0, 1)  # 0 inside the flat top, 1 at the edge
-    w = floor + (1 - floor) * 0.5 * (1 + torch.cos(math.pi * t))
-    w = w * (g.abs() <= 1)
-    return w[..., 0] * w[..., 1]
+    return taper_1d(g[..., 0], flat, floor) * taper_1d(g[..., 1], flat, floor)
 
 
 def _window_grid(x1, y1, bw, bh, ox, oy, wh: int, ww: int, big_h: int, big_w: int, flat: float):
@@ -120,11 +145,15 @@ def paste_patches(patches: torch.Tensor, boxes: torch.Tensor, image_size, weight
     Pixels no patch covers are 0. With ``return_coverage`` also returns the denominator
     ``sum_r a_r t_r`` (B, C or 1, H, W).
 
-    Only each box's own window of the canvas is computed. ``method``: ``"loop"`` (one slice-add per
-    patch, each its own window size: fastest on CPU), ``"scatter"`` (windows bucketed by size, each
-    bucket padded to its largest, one ``scatter_add`` per bucket: few kernels, for GPUs) or ``"auto"`` (loop on CPU).
+    ``method``: ``"loop"`` (one slice-add into each box's own window of the canvas, each its own
+    window size: fastest on CPU), ``"scatter"`` (windows bucketed by size, each bucket padded to
+    its largest, one ``scatter_add`` per bucket), ``"separable"`` (two matrix products over the
+    whole canvas, static shapes: no host-device sync, ``torch.compile``-able; see
+    :mod:`bonepatch.geometry.paste_separable`) or ``"auto"`` (loop in eager mode on CPU,
+    separable on accelerators and while compiling). loop and scatter read the window sizes on the
+    host (``.tolist()`` / ``int()``).
     """
-    methods = ("auto", "loop", "scatter")
+    methods = ("auto", "loop", "scatter", "separable")
     if method not in methods:
         raise KeyError(f"unknown paste method {method!r}; choose one of {methods}")
     big_h, big_w = int(image_size[0]), int(image_size[1])
@@ -135,6 +164,12 @@ def paste_patches(patches: torch.Tensor, boxes: torch.Tensor, image_size, weight
     _check_boxes(boxes)
     if weights is not None and weights.shape != (n, c):
         raise ValueError(f"weights must be (B*R, C) = ({n}, {c}), got {tuple(weights.shape)}")
+    if method == "auto":
+        method = "loop" if patches.device.type == "cpu" and not torch.compiler.is_compiling() else "separable"
+    if method == "separable":
+        a = patches.new_ones(n, 1) if weights is None else weights
+        num_c, den_c = paste_separable(patches, boxes, (big_h, big_w), a, flat)
+        return _blend(num_c.to(patches.dtype), den_c.to(patches.dtype), eps, return_coverage)
     flat_boxes = boxes.reshape(n, 4, 2).to(patches.dtype)  # (B, R, 4, 2) -> (B*R, 4, 2)
     x1, y1 = flat_boxes[:, 0, 0], flat_boxes[:, 0, 1]
     bw, bh = flat_boxes[:, 2, 0] - x1, flat_boxes[:, 2, 1] - y1
@@ -145,8 +180,6 @@ def paste_patches(patches: torch.Tensor, boxes: torch.Tensor, image_size, weight
         whs = ((y1 + bh).floor().clamp(-1, big_h - 1).long() - oy + 1).clamp_min(1)
     a = torch.ones(n, 1, device=patches.device, dtype=patches.dtype) if weights is None else weights.to(patches)
     ch_den = a.shape[1]
-    if method == "auto":
-        method = "loop" if patches.device.type == "cpu" else "scatter"
     if method == "loop":
         num_c = patches.new_zeros(b, c, big_h, big_w)
         den_c = patches.new_zeros(b, ch_den, big_h, big_w)
@@ -172,6 +205,11 @@ def paste_patches(patches: torch.Tensor, boxes: torch.Tensor, image_size, weight
                 den_win.index_add_(0, ch, den)
     else:
         num_c, den_c = _paste_scatter(patches, a, b, r, x1, y1, bw, bh, ox, oy, whs, wws, big_h, big_w, flat)
+    return _blend(num_c, den_c, eps, return_coverage)
+
+
+def _blend(num_c: torch.Tensor, den_c: torch.Tensor, eps: float, return_coverage: bool):
+    """num / (den + eps), in place at inference; (blend, den) with ``return_coverage``."""
     if num_c.requires_grad or return_coverage:
         out = num_c / (den_c + eps)
     else:  # inference: in place, no extra canvas

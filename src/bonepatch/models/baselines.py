@@ -24,6 +24,7 @@ from bonepatch.models.pipeline import PipelineOutput, build
 from bonepatch.models.segmenter import PatchSegmenter
 from bonepatch.preprocess import Preprocess
 from bonepatch.pretrained import load_pretrained
+from bonepatch.value_checks import stage
 
 
 class SingleStageSegmenter(nn.Module):
@@ -37,7 +38,10 @@ class SingleStageSegmenter(nn.Module):
 
     def forward(self, image: torch.Tensor, keypoints: torch.Tensor | None = None) -> PipelineOutput:
         """``keypoints`` is accepted for a uniform interface and ignored."""
-        return PipelineOutput(self.segmenter(self.preprocess(image), None))
+        with stage("preprocess"):
+            x = self.preprocess(image)
+        with stage("segmenter"):
+            return PipelineOutput(self.segmenter(x, None))
 
 
 def grid_starts(length: int, patch: int, overlap: float) -> list[float]:
@@ -63,24 +67,36 @@ class FixedGridPatchSegmenter(nn.Module):
         self.preprocess = build(preprocess, Preprocess)
         self.segmenter = build(segmenter, PatchSegmenter, num_regions=1, conditioning="none")
         self.patch_size, self.overlap, self.blend_flat = (int(patch_size[0]), int(patch_size[1])), float(overlap), float(blend_flat)
+        self._grids: dict = {}  # (H, W, device) -> (R, 4, 2) boxes: built once per image size
         self.pretrained_parameters = load_pretrained(self, init_from)
 
     def grid_boxes(self, image_size, batch: int, device=None) -> torch.Tensor:
-        """(B, R, 4, 2) grid boxes for an image of ``image_size`` (H, W)."""
-        ph, pw = self.patch_size
-        ys, xs = grid_starts(int(image_size[0]), ph, self.overlap), grid_starts(int(image_size[1]), pw, self.overlap)
-        c = torch.tensor([[x + (pw - 1) / 2, y + (ph - 1) / 2, pw - 1, ph - 1] for y in ys for x in xs],
-                         dtype=torch.float32, device=device)  # (R, 4) cx, cy, w, h
-        return cxcywh_to_boxes(c)[None].expand(batch, -1, -1, -1)
+        """(B, R, 4, 2) grid boxes for an image of ``image_size`` (H, W) (cached per size in eager
+        mode; constants of the graph under ``torch.compile``)."""
+        key = (int(image_size[0]), int(image_size[1]), torch.device(device or "cpu"))
+        boxes = None if torch.compiler.is_compiling() else self._grids.get(key)
+        if boxes is None:
+            ph, pw = self.patch_size
+            ys, xs = grid_starts(key[0], ph, self.overlap), grid_starts(key[1], pw, self.overlap)
+            c = torch.tensor([[x + (pw - 1) / 2, y + (ph - 1) / 2, pw - 1, ph - 1] for y in ys for x in xs],
+                             dtype=torch.float32, device=device)  # (R, 4) cx, cy, w, h
+            boxes = cxcywh_to_boxes(c)
+            if not torch.compiler.is_compiling():
+                self._grids[key] = boxes
+        return boxes[None].expand(batch, -1, -1, -1)
 
     def forward(self, image: torch.Tensor, keypoints: torch.Tensor | None = None) -> PipelineOutput:
-        x = self.preprocess(image)
+        with stage("preprocess"):
+            x = self.preprocess(image)
         b, image_size = x.shape[0], tuple(x.shape[-2:])
-        boxes = self.grid_boxes(image_size, b, x.device).to(x.dtype)
-        patches = crop_patches(x, boxes, self.patch_size)  # (B*R, 1, h, w)
-        patch_logits = self.segmenter(patches, None)  # (B*R, C, h, w)
-        probs = patch_logits.float().softmax(1)
-        # every patch votes on every class; background = complement, uncovered pixels background
-        logits = with_background(paste_patches(probs[:, 1:], boxes, image_size, flat=self.blend_flat))
+        with stage("crop"):
+            boxes = self.grid_boxes(image_size, b, x.device).to(x.dtype)
+            patches = crop_patches(x, boxes, self.patch_size)  # (B*R, 1, h, w)
+        with stage("segmenter"):
+            patch_logits = self.segmenter(patches, None)  # (B*R, C, h, w)
+        with stage("paste"):
+            probs = patch_logits.float().softmax(1)
+            # every patch votes on every class; background = complement, uncovered pixels background
+            logits = with_background(paste_patches(probs[:, 1:], boxes, image_size, flat=self.blend_flat))
         region = torch.arange(boxes.shape[1], device=x.device).repeat(b)  # grid cell ids (B*R,)
         return PipelineOutput(logits, boxes=boxes, patch_logits=patch_logits, patch_region=region)

@@ -19,12 +19,13 @@ import torch
 from torch import nn
 
 from bonepatch.anatomy import NUM_CLASSES, as_patches
-from bonepatch.geometry.boxes import boxes_from_keypoints, jitter_boxes
+from bonepatch.geometry.boxes import RegionBoxes, jitter_boxes
 from bonepatch.geometry.crop_paste import blend_probabilities, crop_labels, crop_patches
 from bonepatch.models.keypoint_net import KeypointNet
 from bonepatch.models.segmenter import PatchSegmenter
 from bonepatch.preprocess import Preprocess
 from bonepatch.pretrained import load_pretrained
+from bonepatch.value_checks import stage
 
 
 @dataclass
@@ -88,35 +89,63 @@ class KeypointPatchSegmenter(nn.Module):
         self.segmenter.set_allowed_classes(allowed)
         self.segmenter.restrict = bool(restrict_classes)
         self.patch_size = (int(patch_size[0]), int(patch_size[1]))
-        self.margin, self.min_size, self.min_confidence = float(margin), float(min_size), float(min_confidence)
+        self.box_rule = RegionBoxes(self.patches, self.patch_size, margin, min_size, min_confidence)
         self.detach_boxes, self.restrict_classes = bool(detach_boxes), bool(restrict_classes)
         self.box_grad_scale = float(box_grad_scale)
         self.jitter_position, self.jitter_scale, self.blend_flat = float(jitter_position), float(jitter_scale), float(blend_flat)
         table = torch.zeros(len(self.patches), NUM_CLASSES, dtype=torch.long)  # region, class -> target id
         for r, ids in enumerate(allowed):
             table[r, ids] = torch.tensor(ids)
+        # constant tables as non-persistent buffers (not in checkpoints, moved with the model)
         self.register_buffer("target_table", table, persistent=False)
+        self.register_buffer("identity_table", torch.arange(NUM_CLASSES).expand(len(self.patches), -1).clone(),
+                             persistent=False)
+        self.register_buffer("region_ids", torch.arange(len(self.patches)), persistent=False)
         self.pretrained_parameters = load_pretrained(self, init_from)
 
     @property
     def num_regions(self) -> int:
         return len(self.patches)
 
+    @property
+    def margin(self) -> float:
+        return self.box_rule.margin
+
+    @margin.setter
+    def margin(self, value: float):
+        self.box_rule.set_margin(value)
+
+    @property
+    def min_size(self) -> float:
+        return self.box_rule.min_size
+
+    @min_size.setter
+    def min_size(self, value: float):
+        self.box_rule.min_size = float(value)
+
+    @property
+    def min_confidence(self) -> float:
+        return self.box_rule.min_confidence
+
+    @min_confidence.setter
+    def min_confidence(self, value: float):
+        self.box_rule.min_confidence = float(value)
+
     # --- stages -----------------------------------------------------------------------------
     def predict_keypoints(self, x):
         return self.keypoint_net(x)
 
     def make_boxes(self, keypoints, confidence, image_size):
-        boxes = boxes_from_keypoints(keypoints, confidence, self.patches, self.patch_size, self.margin,
-                                     self.min_size, image_size=image_size, min_confidence=self.min_confidence)
+        boxes = self.box_rule(keypoints, confidence, image_size)
         if self.detach_boxes:
             return boxes.detach()
         s = self.box_grad_scale  # identity forward, gradient x s backward
         return boxes if s == 1.0 else boxes * s + boxes.detach() * (1.0 - s)
 
-    def regions(self, batch: int, device) -> torch.Tensor:
+    def regions(self, batch: int, device=None) -> torch.Tensor:
         """(B*R,) region ids, region-major per image: row b*R + r is region r."""
-        return torch.arange(self.num_regions, device=device).repeat(batch)
+        ids = self.region_ids if device is None else self.region_ids.to(device)
+        return ids.repeat(batch)
 
     def segment(self, patches, region):
         return self.segmenter(patches, region)
@@ -126,22 +155,31 @@ class KeypointPatchSegmenter(nn.Module):
         return blend_probabilities(patch_logits, boxes, image_size, allowed, self.blend_flat)
 
     def forward(self, image: torch.Tensor, keypoints: torch.Tensor | None = None) -> PipelineOutput:
-        """image (B, 1, H, W) counts; keypoints (B, K, 3) x, y, vis for teacher forcing or None."""
-        x = self.preprocess(image)
+        """image (B, 1, H, W) counts; keypoints (B, K, 3) x, y, vis for teacher forcing or None.
+
+        Each stage runs under a ``bonepatch.<stage>`` profiler range (benchmarks/profile_step.py).
+        """
+        with stage("preprocess"):
+            x = self.preprocess(image)
         b, image_size = x.shape[0], tuple(x.shape[-2:])
-        kp = self.predict_keypoints(x)
-        if keypoints is None:
-            boxes = self.make_boxes(kp.keypoints, kp.confidence, image_size)
-        else:
-            if keypoints.ndim != 3 or keypoints.shape[0] != b or keypoints.shape[-1] != 3:
-                raise ValueError(f"keypoints must be (B={b}, K, 3) x, y, vis; got {tuple(keypoints.shape)}")
-            boxes = self.make_boxes(keypoints[..., :2].to(x), keypoints[..., 2].to(x), image_size)
-            if self.training and (self.jitter_position > 0 or self.jitter_scale > 0):
-                boxes = jitter_boxes(boxes, self.jitter_position, self.jitter_scale)
-        patches = crop_patches(x, boxes, self.patch_size)  # (B*R, 1, h, w)
-        region = self.regions(b, x.device)  # (B*R,)
-        patch_logits = self.segment(patches, region)  # (B*R, C, h, w)
-        logits = self.paste(patch_logits, boxes, region, image_size)  # (B, C, H, W)
+        with stage("keypoint_net"):
+            kp = self.predict_keypoints(x)
+        with stage("boxes"):
+            if keypoints is None:
+                boxes = self.make_boxes(kp.keypoints, kp.confidence, image_size)
+            else:
+                if keypoints.ndim != 3 or keypoints.shape[0] != b or keypoints.shape[-1] != 3:
+                    raise ValueError(f"keypoints must be (B={b}, K, 3) x, y, vis; got {tuple(keypoints.shape)}")
+                boxes = self.make_boxes(keypoints[..., :2].to(x), keypoints[..., 2].to(x), image_size)
+                if self.training and (self.jitter_position > 0 or self.jitter_scale > 0):
+                    boxes = jitter_boxes(boxes, self.jitter_position, self.jitter_scale)
+        with stage("crop"):
+            patches = crop_patches(x, boxes, self.patch_size)  # (B*R, 1, h, w)
+        region = self.regions(b)  # (B*R,)
+        with stage("segmenter"):
+            patch_logits = self.segment(patches, region)  # (B*R, C, h, w)
+        with stage("paste"):
+            logits = self.paste(patch_logits, boxes, region, image_size)  # (B, C, H, W)
         return PipelineOutput(logits, kp.keypoints, kp.confidence, kp.raw, boxes, patch_logits, region)
 
     # --- loss helpers -------------------------------------------------------------------------
@@ -152,7 +190,6 @@ class KeypointPatchSegmenter(nn.Module):
     def patch_targets(self, mask: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
         """Label crops (B*R, h, w) int64; classes a region may not predict become background."""
         crops = crop_labels(mask, boxes, self.patch_size)  # (B*R, h, w)
-        region = self.regions(mask.shape[0], mask.device)
-        table = self.target_table[region] if self.restrict_classes else \
-            torch.arange(NUM_CLASSES, device=mask.device).expand(len(region), -1)
+        region = self.regions(mask.shape[0])
+        table = (self.target_table if self.restrict_classes else self.identity_table)[region]  # (B*R, C)
         return table.gather(1, crops.flatten(1)).view_as(crops)  # per-row lookup (B*R, h*w) -> (B*R, h, w)

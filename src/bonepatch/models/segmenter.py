@@ -50,6 +50,7 @@ class PatchSegmenter(nn.Module):
         self.model = smp.create_model(arch, encoder_name=encoder, encoder_weights=encoder_weights,
                                       in_channels=self.in_channels + extra, classes=self.num_classes, **model_kwargs)
         self.embed = nn.Embedding(self.num_regions, extra) if extra else None
+        self._decoder_star = decoder_takes_star(self.model.decoder)  # inspected once, not per call
         if conditioning == "film":
             dec_ch = self._decoder_channels()
             self.film = nn.Embedding(self.num_regions, 2 * dec_ch)
@@ -91,7 +92,7 @@ class PatchSegmenter(nn.Module):
             x = torch.cat([x, e.to(x)[:, :, None, None].expand(-1, -1, *x.shape[-2:])], 1)
         logits = self._forward_model(x, region)[..., :h, :w]  # crop the padding back
         if self.restrict and region is not None:
-            logits = torch.where(self.allowed[region][:, :, None, None], logits, logits.new_tensor(-1e4))
+            logits = logits.masked_fill(~self.allowed[region][:, :, None, None], -1e4)
         return logits
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
@@ -109,15 +110,18 @@ class PatchSegmenter(nn.Module):
             return self.model(x)
         m = self.model  # the smp stages, with FiLM between decoder and head
         features = m.encoder(x)
-        dec = call_decoder(m.decoder, features)
+        dec = m.decoder(*features) if self._decoder_star else m.decoder(features)
         gamma, beta = self.film(region).to(dec)[:, :, None, None].chunk(2, 1)
         return m.segmentation_head(dec * (1 + gamma) + beta)
+
+
+def decoder_takes_star(decoder: nn.Module) -> bool:
+    """True for smp 0.3-0.4 decoders (``forward(*features)``), False for smp >= 0.5 (``forward(features)``)."""
+    params = inspect.signature(decoder.forward).parameters.values()
+    return any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params)
 
 
 def call_decoder(decoder: nn.Module, features: list[torch.Tensor]) -> torch.Tensor:
     """Run an smp decoder on the encoder's feature list: smp >= 0.5 takes the list
     (``forward(features)``), smp 0.3-0.4 takes the features as arguments (``forward(*features)``)."""
-    params = inspect.signature(decoder.forward).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params):
-        return decoder(*features)
-    return decoder(features)
+    return decoder(*features) if decoder_takes_star(decoder) else decoder(features)

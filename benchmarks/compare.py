@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
 
 import compare_lib as lib  # noqa: E402
 import compare_report as rep  # noqa: E402
@@ -159,7 +160,8 @@ def main(argv=None) -> dict:
         "machine": bench.machine_info(), "versions": bench.versions(), "cpu_threads": torch.get_num_threads(),
         "data": data_info,
         "budget": {"steps": steps, "batch": prof["batch"], "lr": prof["lr"], "encoder": cfg0.model.segmenter.encoder,
-                   "augment": cfg0.module.augment, "precision": str(cfg0.trainer.precision),
+                   "augment": OmegaConf.to_container(cfg0.module.augment, resolve=True)
+                   if cfg0.module.augment is not None else None, "precision": str(cfg0.trainer.precision),
                    "channels_last": prof["channels_last"], "keypoint_input": prof["kp_input"], "patch": prof["patch"],
                    "teacher_forcing_fraction": lib.TEACHER_FORCING_FRACTION, "calibration": calib,
                    "overrides": list(args.set)},

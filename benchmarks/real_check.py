@@ -31,6 +31,16 @@ import numpy as np  # noqa: E402
 from bonepatch.anatomy import CLASS_IDS, CLASSES, side_masks  # noqa: E402
 
 MIN_PIXELS = 20
+
+
+def _machine() -> str:
+    """'<cores>-core <CPU model>' of this machine (lscpu), never assumed."""
+    import os
+
+    from bench_utils import cpu_model
+    return f"{os.cpu_count()}-core {cpu_model()}"
+
+
 SPINE_ORDER = ("skull", "cervical_vertebrae", "thoracic_vertebrae", "lumbar_vertebrae", "sacrum")
 PAIRED = ("clavicle", "scapula", "humerus", "pelvis", "femur")
 
@@ -142,7 +152,7 @@ def markdown(report: dict, name: str, argv: list[str], picture: str | None) -> s
     cls = report["per_class"]
     lines = [f"## Real-scan check: {name}", "",
              f"`python benchmarks/real_check.py {shlex.join(argv)}` "
-             f"({datetime.date.today().isoformat()}, 2-core Intel Xeon CPU). Reference maps: "
+             f"({datetime.date.today().isoformat()}, {_machine()}). Reference maps: "
              f"`{report['reference']}`; posterior views skip {', '.join(report['skip_posterior']) or 'nothing'}.",
              "", f"Mean Dice over classes **{report['mean_over_classes']:.3f}** (per-view mean "
              f"{report['mean_over_views']:.3f}); lowest class {report['min_class'][0]} "

@@ -26,6 +26,7 @@ from omegaconf import OmegaConf
 from . import __version__
 
 FORMAT = 1
+MODEL_PREFIX = "model."  # the LightningModule holds the torch model as ``self.model``
 SUPPORTED_FORMATS = (1,)
 #: The weights shipped with the package (``ckpt=default``); see docs/model_card.md.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "default.pt"
@@ -90,13 +91,19 @@ def read_checkpoint(path: str | Path, trust: bool = False) -> dict:
     return ckpt
 
 
+def model_state(ckpt: dict) -> dict[str, torch.Tensor]:
+    """The model's tensors of a Lightning / bonepatch checkpoint dict: its ``model.*`` entries,
+    prefix removed (the keys of ``model.state_dict()``)."""
+    return {k[len(MODEL_PREFIX):]: v for k, v in ckpt["state_dict"].items() if k.startswith(MODEL_PREFIX)}
+
+
 def model_from_checkpoint(ckpt: dict, path: str | Path = "checkpoint") -> tuple[torch.nn.Module, dict]:
     """(model in eval mode on the CPU, resolved run config) from a checkpoint dict (``read_checkpoint``)."""
     config = ckpt["bonepatch"]["config"]
     model_cfg = dict(config["model"])
     model_cfg.pop("init_from", None)  # the weights come from this checkpoint, not from the run's start
     model = instantiate(OmegaConf.create(model_cfg))
-    state = {k[len("model."):]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = model_state(ckpt)
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -131,8 +138,8 @@ def export_weights(source: str | Path, out: str | Path, half: bool = True) -> Pa
     config = dict(info["config"])
     config["model"] = {k: v for k, v in dict(config["model"]).items() if k != "init_from"}
     info.update(config=config, weights_of=Path(source).name, dtype="float16" if half else "float32")
-    state = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-             for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    state = {MODEL_PREFIX + k: (v.half() if half and v.is_floating_point() else v).contiguous()
+             for k, v in model_state(ckpt).items()}
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")

@@ -22,6 +22,7 @@ from torch import nn
 
 from .checkpoint import CheckpointError, model_from_checkpoint, postprocess_of, read_checkpoint, resolve_checkpoint
 from .models.pipeline import PipelineOutput
+from .predict_model import model_geometry
 from .postprocess import chosen_classes, combine
 
 log = logging.getLogger("bonepatch")
@@ -90,8 +91,6 @@ def load_models(spec, trust: bool = False) -> tuple[nn.Module, dict, tuple[int, 
     the choice combined from their validation results (``postprocess.combine``). All members
     must have been trained at the same input size and orientation.
     """
-    from .predict import model_geometry
-
     files = checkpoint_files(spec)
     models, configs, entries = [], [], []
     for f in files:

@@ -16,13 +16,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from bonepatch.checkpoint import model_state, resolve_checkpoint
+
 log = logging.getLogger("bonepatch")
 
 
 def resolve_init_from(spec) -> Path:
     """The weights file named by ``model.init_from`` (``default``: the shipped weights)."""
-    from bonepatch.checkpoint import resolve_checkpoint
-
     path = resolve_checkpoint(spec)
     if not path.is_file():
         raise FileNotFoundError(f"model.init_from={spec}: no such file; give a checkpoint written by train.py "
@@ -38,7 +38,7 @@ def pretrained_state(path: Path) -> dict[str, torch.Tensor]:
         raise ValueError(f"model.init_from={path}: cannot be loaded safely (weights_only): "
                          f"{str(err).splitlines()[0]}") from err
     if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = {k[len("model."):]: v for k, v in obj["state_dict"].items() if k.startswith("model.")}
+        obj = model_state(obj)
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise ValueError(f"model.init_from={path}: neither a train.py checkpoint nor a state_dict of tensors")
     return obj

@@ -57,7 +57,24 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "'++KEY=VALUE' adds a missing key. E.g. --set model.margin=0.25 "
                         "--set '++patches[0].margin={bottom: 0.3}'; repeatable")
     p.add_argument("--overlay-view", type=int, default=0, help="test view index shown for every method")
+    p.add_argument("--seeds", default=None,
+                   help="comma-separated training seeds, e.g. 0,1,2: every method is trained once per seed "
+                        "(weight init, batch order, augmentation; the phantom splits stay the same) and "
+                        "reported as mean +- sd over seeds (default: the config's seed, one run)")
     return p.parse_args(argv)
+
+
+def parse_seeds(text: str | None) -> list[int | None]:
+    """'0,1,2' -> [0, 1, 2]; None -> [None] (the config's own seed)."""
+    if text is None:
+        return [None]
+    try:
+        seeds = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"--seeds {text!r}: expected comma-separated integers, e.g. --seeds 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SystemExit(f"--seeds {text!r}: give at least one seed, each once")
+    return seeds
 
 
 def measure_method(method: str, prof: dict, steps: int, dm, out_dir: Path, device: str, view: int) -> tuple[dict, dict]:
@@ -66,7 +83,8 @@ def measure_method(method: str, prof: dict, steps: int, dm, out_dir: Path, devic
     cfg = lib.compose_method(method, prof, steps, out_dir)
     timer = bench.StepTimer(skip=1 if steps < 20 else 5, gpu_util=device == "cuda")
     module, trainer, info = lib.train_method(cfg, dm, timer, channels_last=prof["channels_last"])
-    r = {"experiment": method, "model": type(module.model).__name__, "params": bench.count_parameters(module.model),
+    r = {"experiment": method, "seed": int(cfg.seed), "model": type(module.model).__name__,
+         "params": bench.count_parameters(module.model),
          "overrides": list(cfg.get("applied_overrides") or []),
          "steps": steps, "batch": prof["batch"], **info, **timer.summary()}
     r.update(json.loads(Path(cfg.module.metrics_path).read_text()))
@@ -144,21 +162,27 @@ def main(argv=None) -> dict:
                                            args.train_seconds or prof.get("train_seconds", 300.0))
     steps = int(steps)
     print(f"[compare] {profile}: {methods}, {steps} steps x batch {prof['batch']}", flush=True)
-    results, views = {}, {}
-    for m in methods:
-        t0 = time.perf_counter()
-        results[m], views[m] = measure_method(m, prof, steps, dm, out_dir, device, args.overlay_view)
-        out_dir.mkdir(parents=True, exist_ok=True)  # survives a run cut short
-        (out_dir / "partial.json").write_text(json.dumps({"steps": steps, "data": data_info, "methods": results},
-                                                         indent=1, allow_nan=True, default=str))
-        print(f"[compare] {m}: Dice {results[m]['dice_mean']:.4f}, {results[m]['train_views_per_s']:.1f} "
-              f"views/s, {time.perf_counter() - t0:.0f} s", flush=True)
+    seeds = parse_seeds(args.seeds)
+    runs, views = {m: [] for m in methods}, {}
+    for seed in seeds:  # seed-major: a run cut short still holds whole comparisons
+        for m in methods:
+            t0 = time.perf_counter()
+            run_dir = out_dir if seed is None else out_dir / f"seed{seed}"
+            r, shown = measure_method(m, {**prof, "seed": seed}, steps, dm, run_dir, device, args.overlay_view)
+            runs[m].append(r)
+            views.setdefault(m, shown)  # the first seed's overlay
+            out_dir.mkdir(parents=True, exist_ok=True)  # survives a run cut short
+            (out_dir / "partial.json").write_text(json.dumps({"steps": steps, "data": data_info, "seeds": seeds,
+                                                             "runs": runs}, indent=1, allow_nan=True, default=str))
+            print(f"[compare] {m} seed {r['seed']}: Dice {r['dice_mean']:.4f}, {r['train_views_per_s']:.1f} "
+                  f"views/s, {time.perf_counter() - t0:.0f} s", flush=True)
+    results = {m: rep.over_seeds(rs) for m, rs in runs.items()}
     cfg0 = lib.compose_method(methods[0], prof, steps, out_dir)
     report = {
         "profile": profile, "name": name, "device": device, "date": datetime.datetime.now().isoformat(timespec="seconds"),
         "command": "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(sys.argv[1:] if argv is None else argv)]),
         "machine": bench.machine_info(), "versions": bench.versions(), "cpu_threads": torch.get_num_threads(),
-        "data": data_info,
+        "data": data_info, "seeds": [int(cfg0.seed)] if seeds == [None] else seeds,
         "budget": {"steps": steps, "batch": prof["batch"], "lr": prof["lr"], "encoder": cfg0.model.segmenter.encoder,
                    "augment": OmegaConf.to_container(cfg0.module.augment, resolve=True)
                    if cfg0.module.augment is not None else None, "precision": str(cfg0.trainer.precision),
@@ -167,7 +191,7 @@ def main(argv=None) -> dict:
                    "overrides": list(args.set)},
         "methods": results,
     }
-    report["targets"] = rep.targets(results, profile, device == "cuda")
+    report["targets"] = rep.targets(results, profile, device == "cuda", runs)
     report["total_wall_s"] = time.perf_counter() - t_start
     rep.write_tables(report, docs / "benchmarks" / f"compare_{name}.json", docs / "benchmarks" / f"compare_{name}.csv")
     rep.dice_chart(results, docs / "img" / f"compare_{name}_dice.png", f"Test-set Dice per class ({name})")

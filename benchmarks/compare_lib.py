@@ -78,6 +78,8 @@ def compose_method(method: str, prof: dict, steps: int, out_dir: Path) -> DictCo
     with initialize_config_dir(str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     with open_dict(cfg):
+        if prof.get("seed") is not None:
+            cfg.seed = int(prof["seed"])
         if "keypoint_net" in cfg.model:
             cfg.model.keypoint_net.input_size = prof["kp_input"]
             cfg.model.min_size = prof["min_size"]

@@ -19,8 +19,38 @@ def _get(results: dict, method: str, key: str) -> float | None:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)
 
 
-def targets(results: dict, profile: str, on_gpu: bool) -> list[dict]:
-    """The issue's four targets, each with the measured value and met / NOT met / n/a."""
+#: per-seed figures kept (and given a sample sd) when a method ran with several seeds
+SEED_KEYS = ("dice_mean", *(f"dice_{c}" for c in CLASSES[1:]), "nme", "pck@0.02", "pck@0.05")
+
+
+def over_seeds(runs: list[dict]) -> dict:
+    """One method's runs (one per seed) -> one result: numbers averaged over seeds, figures that
+    differ by seed in ``per_seed``, their sample sd (ddof=1) in ``sd``. One run is returned as is."""
+    if len(runs) == 1:
+        return runs[0]
+    out = dict(runs[0])
+    for k, v in runs[0].items():
+        vals = [r.get(k) for r in runs]
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and all(isinstance(x, (int, float)) for x in vals):
+            out[k] = v if all(x == v for x in vals) else float(np.mean(vals))
+    out["seed"] = [r["seed"] for r in runs]
+    keys = [k for k in SEED_KEYS if all(k in r for r in runs)]
+    out["per_seed"] = [{"seed": r["seed"], **{k: r[k] for k in keys}} for r in runs]
+    out["sd"] = {k: float(np.std([r[k] for r in runs], ddof=1)) for k in keys}
+    return out
+
+
+def paired_lead(runs: dict, base: str) -> list[float] | None:
+    """joint - base mean Dice per seed (same seeds, same order), or None without both."""
+    a, b = runs.get("joint") or [], runs.get(base) or []
+    if len(a) < 2 or [r["seed"] for r in a] != [r["seed"] for r in b]:
+        return None
+    return [x["dice_mean"] - y["dice_mean"] for x, y in zip(a, b)]
+
+
+def targets(results: dict, profile: str, on_gpu: bool, runs: dict | None = None) -> list[dict]:
+    """The issue's four targets, each with the measured value and met / NOT met / n/a; with
+    several seeds (``runs``: method -> per-seed results) the lead's per-seed values in the note."""
     def row(name, value, ok, note=""):
         status = "n/a" if value is None or ok is None else ("met" if ok else "NOT met")
         return {"target": name, "value": value, "status": status, "note": note}
@@ -30,7 +60,11 @@ def targets(results: dict, profile: str, on_gpu: bool) -> list[dict]:
     for base in ("single_stage", "fixed_patch"):
         other = _get(results, base, "dice_mean")
         diff = None if joint is None or other is None else joint - other
-        rows.append(row(f"joint - {base} mean Dice >= 0.02", diff, None if diff is None else diff >= TARGET_MARGIN))
+        lead = paired_lead(runs or {}, base)
+        note = "" if lead is None else ("per seed " + ", ".join(f"{d:+.3f}" for d in lead)
+                                        + f"; sd {np.std(lead, ddof=1):.3f}")
+        rows.append(row(f"joint - {base} mean Dice >= 0.02", diff, None if diff is None else diff >= TARGET_MARGIN,
+                        note))
     infer = _get(results, "joint", "infer_cpu2_b1_s")
     note = "" if profile == "gpu" else f"at the {profile} profile's reduced resolution, not 1024x256"
     rows.append(row("joint inference <= 0.5 s/view on 2 CPU cores (batch 1)", infer,
@@ -103,6 +137,12 @@ def _fmt(v, digits=3):
     return f"{v:.{digits}f}"
 
 
+def _pm(r: dict, key: str, digits: int = 3) -> str:
+    """'mean' or 'mean ± sd' (several seeds)."""
+    sd = (r.get("sd") or {}).get(key)
+    return _fmt(r.get(key), digits) + ("" if sd is None else f" ± {sd:.{digits}f}")
+
+
 def _res(phantom: dict) -> str:
     mm = phantom.get("mm_per_px")
     return f"{phantom['height']}x{phantom['width']}" + (f" at {mm} mm/px" if mm else " (default spacing)")
@@ -119,13 +159,17 @@ def markdown(report: dict, name: str) -> str:
              f"for training or model selection), phantom {_res(report['data']['phantom'])}; same budget for every method: "
              f"{report['budget']['steps']} optimiser steps of batch {report['budget']['batch']} (staged: split over its "
              f"stages), encoder {report['budget']['encoder']}, augmentation {report['budget']['augment']}, "
-             f"lr {report['budget']['lr']}, precision {report['budget']['precision']}. Best validation checkpoint tested.", "",
+             f"lr {report['budget']['lr']}, precision {report['budget']['precision']}. Best validation checkpoint tested."
+             + ("" if len(report.get("seeds") or []) < 2 else
+                f" Trained once per seed ({', '.join(map(str, report['seeds']))}: weight init, batch order, "
+                "augmentation; same phantom splits): accuracy figures are mean ± sd over seeds (sample sd), "
+                "speed and memory figures means."), "",
              "| method | mean Dice | NME | PCK@2% | PCK@5% | params | train views/s | step s (compute) "
              "| infer s/view b1 (device) | infer s/view batched | infer s/view 2 CPU b1 | peak RSS MB | peak GPU MB |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m, r in res.items():
-        lines.append("| " + " | ".join([m, _fmt(r.get("dice_mean")), _fmt(r.get("nme"), 4), _fmt(r.get("pck@0.02")),
-                                        _fmt(r.get("pck@0.05")), f"{r['params']/1e6:.2f} M",
+        lines.append("| " + " | ".join([m, _pm(r, "dice_mean"), _pm(r, "nme", 4), _pm(r, "pck@0.02"),
+                                        _pm(r, "pck@0.05"), f"{r['params']/1e6:.2f} M",
                                         _fmt(r.get("train_views_per_s"), 1),
                                         f"{_fmt(r.get('step_s'))} ({_fmt(r.get('step_compute_s'))})",
                                         _fmt(r.get("infer_device_b1_s"), 4), _fmt(r.get("infer_device_batched_s"), 4),
@@ -169,7 +213,7 @@ def class_table(res: dict) -> list[str]:
     lines = ["| method | " + " | ".join(c.replace("_vertebrae", " v.") for c in names) + " |",
              "|---|" + "---|" * len(names)]
     for m, r in res.items():
-        cells = [_fmt(r.get(f"dice_{c}")) for c in names]
+        cells = [_pm(r, f"dice_{c}", 2 if r.get("sd") else 3) for c in names]
         cells = [f"**{v}**" if r.get(f"dice_{c}") is not None and len(res) > 1 and r[f"dice_{c}"] == best[c] else v
                  for v, c in zip(cells, names)]
         lines.append(f"| {m} | " + " | ".join(cells) + " |")

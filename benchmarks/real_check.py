@@ -29,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 
 from bonepatch.anatomy import CLASS_IDS, CLASSES, side_masks  # noqa: E402
+from bonepatch.predict_checks import CheckOptions, anatomy_order  # noqa: E402
 
 MIN_PIXELS = 20
 
@@ -39,10 +40,6 @@ def _machine() -> str:
 
     from bench_utils import cpu_model
     return f"{os.cpu_count()}-core {cpu_model()}"
-
-
-SPINE_ORDER = ("skull", "cervical_vertebrae", "thoracic_vertebrae", "lumbar_vertebrae", "sacrum")
-PAIRED = ("clavicle", "scapula", "humerus", "pelvis", "femur")
 
 
 def dice_per_class(pred: np.ndarray, ref: np.ndarray, skip=()) -> dict[str, float]:
@@ -57,20 +54,21 @@ def dice_per_class(pred: np.ndarray, ref: np.ndarray, skip=()) -> dict[str, floa
     return out
 
 
+PAIRED = ("clavicle", "scapula", "humerus", "pelvis", "femur")
+
+
 def order_checks(labels: np.ndarray, view: str) -> dict[str, bool]:
     """Anatomical plausibility of one (H, W) label map: named checks, True = passed.
 
-    spine_order: centroids of skull, cervical, thoracic, lumbar, sacrum (those present, >= 3 of
-    them) go down the image in that order; pelvis_above_femur; clavicle_above_rib_centre;
-    sternum_in_thorax (anterior: the sternum's centroid lies within the thoracic rows);
-    both_sides: each paired class present has pixels on both sides of the spine midline.
+    vertical_order: the rule ``predict.py`` refuses maps by (``predict_checks.anatomy_order``:
+    class centroids in their head-to-foot order, default tolerance); and three checks only this
+    report makes: clavicle_above_rib_centre; sternum_in_thorax (anterior: the sternum's centroid
+    lies within the thoracic rows); both_sides (each paired class present has pixels on both sides
+    of the spine midline).
     """
     ys = {n: np.nonzero(labels == CLASS_IDS[n])[0] for n in CLASSES[1:]}
     cy = {n: float(v.mean()) for n, v in ys.items() if len(v) >= MIN_PIXELS}
-    chain = [cy[n] for n in SPINE_ORDER if n in cy]
-    out = {"spine_order": len(chain) >= 3 and all(a < b for a, b in zip(chain, chain[1:]))}
-    if "pelvis" in cy and "femur" in cy:
-        out["pelvis_above_femur"] = cy["pelvis"] < cy["femur"]
+    out = {"vertical_order": anatomy_order(labels, None, None, CheckOptions()) == ""}
     if "clavicle" in cy and "rib" in cy:
         out["clavicle_above_rib_centre"] = cy["clavicle"] < cy["rib"]
     if view == "anterior" and "sternum" in cy and "thoracic_vertebrae" in cy:

@@ -7,6 +7,8 @@ import math
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
@@ -70,3 +72,48 @@ def test_set_overrides_apply_where_they_fit():
         lib.compose_method("joint", {**prof, "overrides": ["++model.patches[0].margin={top: 1}"]}, 6, ROOT)
     with pytest.raises(SystemExit, match="no method"):
         compare.main(["--tiny", "--set", "model.no_such_key=1"])
+
+
+def test_over_seeds_mean_sd_and_paired_lead():
+    def run(seed, joint, base):
+        return ({"seed": seed, "dice_mean": joint, "dice_skull": joint, "steps": 6, "params": 10, "model": "M"},
+                {"seed": seed, "dice_mean": base, "dice_skull": base, "steps": 6, "params": 5, "model": "S"})
+    pairs = [run(0, 0.80, 0.70), run(1, 0.90, 0.70), run(2, 0.70, 0.76)]
+    runs = {"joint": [a for a, _ in pairs], "single_stage": [b for _, b in pairs]}
+    joint = compare_report.over_seeds(runs["joint"])
+    assert joint["dice_mean"] == pytest.approx(0.80) and joint["sd"]["dice_mean"] == pytest.approx(0.10)
+    assert joint["steps"] == 6 and isinstance(joint["steps"], int) and joint["model"] == "M"
+    assert joint["seed"] == [0, 1, 2] and [r["dice_skull"] for r in joint["per_seed"]] == [0.80, 0.90, 0.70]
+    assert compare_report.over_seeds(runs["joint"][:1]) is runs["joint"][0]  # one seed: unchanged
+    lead = compare_report.paired_lead(runs, "single_stage")
+    assert lead == pytest.approx([0.10, 0.20, -0.06])
+    assert compare_report.paired_lead({"joint": runs["joint"], "single_stage": runs["single_stage"][::-1]},
+                                      "single_stage") is None  # seeds not paired
+    results = {m: compare_report.over_seeds(r) for m, r in runs.items()}
+    row = compare_report.targets(results, "cpu", False, runs)[1]
+    assert row["value"] == pytest.approx(0.08) and row["status"] == "met" and "+0.100, +0.200, -0.060" in row["note"]
+    assert "| joint | **0.80 ± 0.10** |" in "\n".join(compare_report.class_table(results))
+
+
+def test_seeds_reach_the_config_and_bad_seeds_are_refused():
+    import compare_lib as lib
+    prof = dict(lib.PROFILES["tiny"])
+    assert lib.compose_method("joint", {**prof, "seed": 7}, 6, Path("/tmp")).seed == 7
+    assert lib.compose_method("joint", {**prof, "seed": None}, 6, Path("/tmp")).seed == 42  # conf/train.yaml
+    assert compare.parse_seeds("0, 1,2") == [0, 1, 2] and compare.parse_seeds(None) == [None]
+    for bad in ("a,b", "1,1", ""):
+        with pytest.raises(SystemExit, match="--seeds"):
+            compare.parse_seeds(bad)
+
+
+def test_compare_tiny_two_seeds(tmp_path):
+    docs = tmp_path / "docs"
+    compare.main(["--tiny", "--methods", "single_stage", "--seeds", "3,4", "--render-workers", "1",
+                  "--out-dir", str(tmp_path / "runs"), "--docs", str(docs)])
+    report = json.loads((docs / "benchmarks" / "compare_tiny.json").read_text())
+    r = report["methods"]["single_stage"]
+    assert report["seeds"] == [3, 4] and r["seed"] == [3, 4] and [p["seed"] for p in r["per_seed"]] == [3, 4]
+    assert math.isfinite(r["sd"]["dice_mean"]) and r["dice_mean"] == pytest.approx(
+        sum(p["dice_mean"] for p in r["per_seed"]) / 2)
+    assert (tmp_path / "runs" / "seed3" / "single_stage").is_dir() and (tmp_path / "runs" / "seed4").is_dir()
+    assert "mean ± sd over seeds" in (docs / "benchmarks.md").read_text()

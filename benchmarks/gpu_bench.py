@@ -264,6 +264,9 @@ def main(argv=None) -> dict:
         t0 = time.perf_counter()
         results[m] = measure(m, a, data, steps)
         print(f"[gpu_bench] {m}: {json.dumps(results[m])} ({time.perf_counter() - t0:.0f} s)", flush=True)
+        if a.json:  # what is done survives a timeout
+            Path(a.json).with_suffix(".partial.json").write_text(json.dumps(
+                {"steps": steps, "data": data_info, "methods": results}, indent=1, default=str))
     report = {"name": a.name, "device": torch.device(a.device).type, "steps": steps, "calibration": calib,
               "settings": {"size": list(a.size), "batch": a.batch, "precision": a.precision,
                            "channels_last": a.channels_last, "compile": a.compile, "loader_workers": a.loader_workers},

@@ -93,7 +93,8 @@ def taper(g: torch.Tensor, flat: float = 0.5, floor: float = 0.05) -> torch.Tens
     A flat-top (Tukey) window: 1 on the central ``flat`` fraction of each axis, a raised cosine
     down to ``floor`` at the box edge, 0 outside the box.
     """
-    return taper_1d(g[..., 0], flat, floor) * taper_1d(g[..., 1], flat, floor)
+    w = taper_1d(g, flat, floor)  # both axes in one pass (elementwise)
+    return w[..., 0] * w[..., 1]
 
 
 def _window_grid(x1, y1, bw, bh, ox, oy, wh: int, ww: int, big_h: int, big_w: int, flat: float):

@@ -6,6 +6,7 @@ never used in training or model selection, and measures accuracy, speed and memo
 
     python benchmarks/compare.py --profile cpu                 # 512x128, 2 CPU threads (<= 20 min)
     python benchmarks/compare.py --profile gpu                 # 1024x256, bf16, one GPU (<= 8 min)
+    python benchmarks/compare.py --profile cpu --seeds 0,1,2 --name cpu_v2_3seeds   # mean +- sd, ~1 h
     python benchmarks/compare.py --tiny --methods joint,single_stage --out-dir /tmp/c --docs /tmp/d
 
 Writes ``<docs>/benchmarks/compare_<profile>.json|csv``, ``<docs>/img/compare_<profile>_dice.png``

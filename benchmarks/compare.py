@@ -192,7 +192,7 @@ def main(argv=None) -> dict:
                    "overrides": list(args.set)},
         "methods": results,
     }
-    report["targets"] = rep.targets(results, profile, device == "cuda", runs)
+    report["targets"] = rep.targets(results, profile, device == "cuda")
     report["total_wall_s"] = time.perf_counter() - t_start
     rep.write_tables(report, docs / "benchmarks" / f"compare_{name}.json", docs / "benchmarks" / f"compare_{name}.csv")
     rep.dice_chart(results, docs / "img" / f"compare_{name}_dice.png", f"Test-set Dice per class ({name})")

@@ -40,17 +40,18 @@ def over_seeds(runs: list[dict]) -> dict:
     return out
 
 
-def paired_lead(runs: dict, base: str) -> list[float] | None:
-    """joint - base mean Dice per seed (same seeds, same order), or None without both."""
-    a, b = runs.get("joint") or [], runs.get(base) or []
+def paired_lead(results: dict, base: str) -> list[float] | None:
+    """joint - base mean Dice per seed (``per_seed`` of ``over_seeds``; same seeds, same order),
+    or None unless both ran with several seeds."""
+    a, b = (results.get(m, {}).get("per_seed") or [] for m in ("joint", base))
     if len(a) < 2 or [r["seed"] for r in a] != [r["seed"] for r in b]:
         return None
     return [x["dice_mean"] - y["dice_mean"] for x, y in zip(a, b)]
 
 
-def targets(results: dict, profile: str, on_gpu: bool, runs: dict | None = None) -> list[dict]:
-    """The issue's four targets, each with the measured value and met / NOT met / n/a; with
-    several seeds (``runs``: method -> per-seed results) the lead's per-seed values in the note."""
+def targets(results: dict, profile: str, on_gpu: bool) -> list[dict]:
+    """The issue's four targets, each with the measured value and met / NOT met / n/a (on the
+    means); with several seeds the lead's per-seed values, sd and standard error in the note."""
     def row(name, value, ok, note=""):
         status = "n/a" if value is None or ok is None else ("met" if ok else "NOT met")
         return {"target": name, "value": value, "status": status, "note": note}
@@ -60,9 +61,10 @@ def targets(results: dict, profile: str, on_gpu: bool, runs: dict | None = None)
     for base in ("single_stage", "fixed_patch"):
         other = _get(results, base, "dice_mean")
         diff = None if joint is None or other is None else joint - other
-        lead = paired_lead(runs or {}, base)
-        note = "" if lead is None else ("per seed " + ", ".join(f"{d:+.3f}" for d in lead)
-                                        + f"; sd {np.std(lead, ddof=1):.3f}")
+        lead = paired_lead(results, base)
+        sd = None if lead is None else float(np.std(lead, ddof=1))
+        note = "" if lead is None else ("per seed " + ", ".join(f"{d:+.3f}" for d in lead) + f"; sd {sd:.3f}, "
+                                        f"standard error {sd / np.sqrt(len(lead)):.3f}")
         rows.append(row(f"joint - {base} mean Dice >= 0.02", diff, None if diff is None else diff >= TARGET_MARGIN,
                         note))
     infer = _get(results, "joint", "infer_cpu2_b1_s")

@@ -85,12 +85,12 @@ def test_over_seeds_mean_sd_and_paired_lead():
     assert joint["steps"] == 6 and isinstance(joint["steps"], int) and joint["model"] == "M"
     assert joint["seed"] == [0, 1, 2] and [r["dice_skull"] for r in joint["per_seed"]] == [0.80, 0.90, 0.70]
     assert compare_report.over_seeds(runs["joint"][:1]) is runs["joint"][0]  # one seed: unchanged
-    lead = compare_report.paired_lead(runs, "single_stage")
-    assert lead == pytest.approx([0.10, 0.20, -0.06])
-    assert compare_report.paired_lead({"joint": runs["joint"], "single_stage": runs["single_stage"][::-1]},
-                                      "single_stage") is None  # seeds not paired
     results = {m: compare_report.over_seeds(r) for m, r in runs.items()}
-    row = compare_report.targets(results, "cpu", False, runs)[1]
+    lead = compare_report.paired_lead(results, "single_stage")
+    assert lead == pytest.approx([0.10, 0.20, -0.06])
+    unpaired = {"joint": results["joint"], "single_stage": compare_report.over_seeds(runs["single_stage"][::-1])}
+    assert compare_report.paired_lead(unpaired, "single_stage") is None  # seeds not in the same order
+    row = compare_report.targets(results, "cpu", False)[1]
     assert row["value"] == pytest.approx(0.08) and row["status"] == "met" and "+0.100, +0.200, -0.060" in row["note"]
     assert "| joint | **0.80 ± 0.10** |" in "\n".join(compare_report.class_table(results))
 
